@@ -1,0 +1,109 @@
+"""params.yaml: the single source of truth for every setting of the pipeline.
+
+Code reads parameters only through this module. ``load_params`` returns the raw
+mapping; ``section`` picks a block and merges a profile's overrides onto its
+``defaults`` (``block[profile]`` wins key by key, recursively).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lla.errors import DataError
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            params = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise DataError(path, "parameter file not found (run from the repository root "
+                              "or pass --params)") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise DataError(path, f"invalid YAML: {getattr(e, 'problem', e)}",
+                        line=None if mark is None else mark.line + 1) from None
+    if not isinstance(params, dict):
+        raise DataError(path, "expected a mapping at the top level")
+    return params
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``base`` with ``override`` merged in (nested dicts merged key by key)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def section(params: dict[str, Any], name: str, profile: str | None = None) -> dict[str, Any]:
+    """``params[name]['defaults']`` with ``params[name][profile]`` merged over it.
+
+    A block without ``defaults`` is returned as is (copied). An unknown profile is an
+    error naming the profiles the block defines.
+    """
+    if name not in params:
+        raise DataError(DEFAULT_PARAMS, f"no section '{name}'")
+    block = params[name]
+    if not isinstance(block, dict) or "defaults" not in block:
+        return copy.deepcopy(block)
+    merged = copy.deepcopy(block["defaults"])
+    if profile is not None:
+        if profile not in block:
+            known = sorted(k for k in block if k != "defaults")
+            raise DataError(DEFAULT_PARAMS, f"section '{name}' has no profile '{profile}' "
+                                            f"(known: {', '.join(known)})")
+        merged = deep_merge(merged, block[profile] or {})
+    return merged
+
+
+DATASET_ROLES = ("crowdhuman", "citypersons")
+DATA_SOURCES = ("download", "synthcrowd")
+
+
+def profile_names(params: dict[str, Any]) -> list[str]:
+    return list(params.get("profiles", {}))
+
+
+def dataset_source(params: dict[str, Any], profile: str, role: str) -> str:
+    """Where ``role`` ('crowdhuman' or 'citypersons') comes from in ``profile``."""
+    profiles = params.get("profiles", {})
+    if profile not in profiles:
+        raise DataError(DEFAULT_PARAMS, f"unknown profile '{profile}' "
+                                        f"(known: {', '.join(profiles) or 'none'})")
+    if role not in DATASET_ROLES:
+        raise DataError(DEFAULT_PARAMS, f"unknown dataset role '{role}' "
+                                        f"(known: {', '.join(DATASET_ROLES)})")
+    source = profiles[profile].get("datasets", {}).get(role)
+    if source not in DATA_SOURCES:
+        raise DataError(DEFAULT_PARAMS, f"profiles.{profile}.datasets.{role} is {source!r}; "
+                                        f"expected one of {', '.join(DATA_SOURCES)}")
+    return source
+
+
+def dataset_root(params: dict[str, Any], profile: str, role: str) -> Path:
+    """Directory holding ``role``'s dataset in its official on-disk layout for ``profile``.
+
+    The official layouts (CrowdHuman: ``Images/``, ``annotation_{split}.odgt``;
+    CityPersons: ``leftImg8bit/``, ``annotations/``) are the same for downloaded and
+    generated data, so everything downstream is source-agnostic.
+    """
+    data_root = Path(params.get("data_root", "data"))
+    if dataset_source(params, profile, role) == "download":
+        return data_root / role
+    return data_root / "synthcrowd" / profile / role
+
+
+def converted_json(params: dict[str, Any], profile: str, role: str, split: str) -> Path:
+    """The converted COCO-style json of one split (the contract between data and models)."""
+    return dataset_root(params, profile, role) / "converted" / f"{split}.json"
