@@ -132,3 +132,12 @@ def _with_command(parser, func):
     sub = next(a for a in parser._actions if a.dest == "group")
     sub.add_parser("boom").set_defaults(func=func)
     return parser
+
+
+def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        io.atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
