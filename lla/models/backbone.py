@@ -1,0 +1,248 @@
+"""Backbones with a P3-P7 feature pyramid.
+
+Two bodies share one FPN wrapper:
+
+* :func:`resnet_body` -- torchvision ResNet-50/101, for the ``paper`` profile:
+  FrozenBatchNorm, frozen stem and first stage, ImageNet weights from a local file
+  or (when online) torchvision's weights API.
+* :class:`TinyBody` -- a ~1 M-parameter convolutional body trained from scratch
+  (GroupNorm or BatchNorm, nothing frozen) for the ``mini``/``micro`` profiles.
+
+:class:`BackboneFPN` runs a body, builds P3-P5 with :class:`torchvision.ops.FeaturePyramidNetwork`
+and adds P6/P7 from C5 (RetinaNet) or from P5 (FCOS) -- chosen explicitly, not
+inferred from channel counts as torchvision's ``LastLevelP6P7`` does.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import resnet
+from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+RESNET_BUILDERS = {50: (resnet.resnet50, resnet.ResNet50_Weights.IMAGENET1K_V1),
+                   101: (resnet.resnet101, resnet.ResNet101_Weights.IMAGENET1K_V1)}
+# ``weights: imagenet`` in params.yaml means "fetch through torchvision's weights API".
+ONLINE_WEIGHTS = "imagenet"
+
+
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    """GroupNorm with ``groups`` groups; a clear error when they do not divide ``channels``."""
+    if groups <= 0 or channels % groups:
+        raise ValueError(f"GroupNorm: {groups} groups do not divide {channels} channels; "
+                         "choose a gn_groups value that divides the width")
+    return nn.GroupNorm(groups, channels)
+
+
+def norm_layer(kind: str, channels: int, gn_groups: int) -> nn.Module:
+    """A normalisation layer by name: "gn", "bn", "frozen_bn" or "none" (identity)."""
+    if kind == "gn":
+        return group_norm(channels, gn_groups)
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "frozen_bn":
+        return FrozenBatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r} (known: gn, bn, frozen_bn, none)")
+
+
+# ----------------------------------------------------------------------------- ResNet
+
+class ResNetBody(nn.Module):
+    """A torchvision ResNet cut after ``layer4``; returns C3, C4, C5 (strides 8, 16, 32)."""
+
+    def __init__(self, net: resnet.ResNet):
+        super().__init__()
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            net.layer1, net.layer2, net.layer3, net.layer4)
+        self.out_channels = [self.layer2[-1].conv3.out_channels,
+                             self.layer3[-1].conv3.out_channels,
+                             self.layer4[-1].conv3.out_channels]
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        c2 = self.layer1(self.stem(x))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        return [c3, c4, self.layer4(c4)]
+
+
+def load_resnet_weights(net: nn.Module, depth: int, weights: str) -> None:
+    """Load ImageNet weights into ``net``: a local ``.pth`` state dict or ``"imagenet"`` (online)."""
+    if weights == ONLINE_WEIGHTS:
+        try:
+            state = RESNET_BUILDERS[depth][1].get_state_dict(progress=False)
+        except (urllib.error.URLError, OSError) as exc:
+            raise RuntimeError(
+                f"could not download torchvision's ImageNet ResNet-{depth} weights ({exc}). "
+                "Offline: download them elsewhere and set models.backbone.weights in params.yaml "
+                "to the local .pth file") from exc
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: backbone weights file not found "
+                                    "(models.backbone.weights in params.yaml)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise RuntimeError(f"ResNet-{depth} weights {weights}: missing keys {missing[:5]}, "
+                           f"unexpected keys {unexpected[:5]}")
+
+
+def resnet_body(*, depth: int, norm: str = "frozen_bn", weights: str | None = None,
+                frozen_stages: int = 1, gn_groups: int = 32) -> ResNetBody:
+    """ResNet-``depth`` body.
+
+    Args:
+        norm: "frozen_bn" (pretrained runs), "bn" or "gn".
+        weights: None (random init), a local state-dict path, or "imagenet" (online).
+        frozen_stages: -1 nothing frozen, 0 the stem, k >= 1 the stem and layer1..layerk.
+    """
+    if depth not in RESNET_BUILDERS:
+        raise ValueError(f"ResNet depth must be one of {sorted(RESNET_BUILDERS)}, got {depth}")
+    net = RESNET_BUILDERS[depth][0](weights=None,
+                                    norm_layer=lambda c: norm_layer(norm, c, gn_groups))
+    if weights:
+        load_resnet_weights(net, depth, weights)
+    body = ResNetBody(net)
+    frozen = [] if frozen_stages < 0 else [body.stem] + [
+        getattr(body, f"layer{i}") for i in range(1, frozen_stages + 1)]
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return body
+
+
+# ----------------------------------------------------------------------------- tiny body
+
+class ConvNormAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str, gn_groups: int):
+        super().__init__(nn.Conv2d(cin, cout, 3, stride, 1, bias=norm == "none"),
+                         norm_layer(norm, cout, gn_groups), nn.ReLU(inplace=True))
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv-norm layers with an identity shortcut."""
+
+    def __init__(self, channels: int, norm: str, gn_groups: int):
+        super().__init__()
+        self.conv1 = ConvNormAct(channels, channels, 1, norm, gn_groups)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1, bias=norm == "none")
+        self.norm2 = norm_layer(norm, channels, gn_groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.norm2(self.conv2(self.conv1(x))))
+
+
+class TinyBody(nn.Module):
+    """A small from-scratch body: stem to stride 4, then three stride-2 stages -> C3, C4, C5.
+
+    Args:
+        widths: (stem, C3, C4, C5) channel counts, e.g. (32, 64, 128, 192).
+        blocks_per_stage: residual blocks after each stride-2 conv.
+    """
+
+    def __init__(self, *, widths: Sequence[int], blocks_per_stage: int = 1, norm: str = "gn",
+                 gn_groups: int = 8):
+        super().__init__()
+        if len(widths) != 4:
+            raise ValueError(f"tiny backbone widths must be (stem, C3, C4, C5), got {list(widths)}")
+        stem_w = widths[0]
+        self.stem = nn.Sequential(ConvNormAct(3, stem_w, 2, norm, gn_groups),
+                                  ConvNormAct(stem_w, stem_w, 2, norm, gn_groups))
+        stages, cin = [], stem_w
+        for cout in widths[1:]:
+            stages.append(nn.Sequential(ConvNormAct(cin, cout, 2, norm, gn_groups),
+                                        *[ResidualBlock(cout, norm, gn_groups)
+                                          for _ in range(blocks_per_stage)]))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        self.out_channels = list(widths[1:])
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+# ----------------------------------------------------------------------------- FPN
+
+class P6P7(ExtraFPNBlock):
+    """P6 = conv3x3/2(C5 or P5), P7 = conv3x3/2(relu(P6)); the source is explicit."""
+
+    def __init__(self, in_channels: int, out_channels: int, source: str):
+        super().__init__()
+        if source not in ("c5", "p5"):
+            raise ValueError(f"P6/P7 source must be 'c5' or 'p5', got {source!r}")
+        self.source = source
+        self.p6 = nn.Conv2d(in_channels, out_channels, 3, 2, 1)
+        self.p7 = nn.Conv2d(out_channels, out_channels, 3, 2, 1)
+        for conv in (self.p6, self.p7):
+            nn.init.kaiming_uniform_(conv.weight, a=1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, results: list[Tensor], x: list[Tensor],
+                names: list[str]) -> tuple[list[Tensor], list[str]]:
+        p6 = self.p6(results[-1] if self.source == "p5" else x[-1])
+        p7 = self.p7(F.relu(p6))
+        return results + [p6, p7], names + ["p6", "p7"]
+
+
+class BackboneFPN(nn.Module):
+    """Body + FPN: image (N, 3, H, W) -> [P3, ..., P7], each (N, out_channels, H/s, W/s)."""
+
+    def __init__(self, body: nn.Module, out_channels: int, p6p7_source: str):
+        super().__init__()
+        self.body = body
+        in_channels = list(body.out_channels)
+        self.fpn = FeaturePyramidNetwork(
+            in_channels, out_channels,
+            extra_blocks=P6P7(in_channels[-1] if p6p7_source == "c5" else out_channels,
+                              out_channels, p6p7_source))
+        self.out_channels = out_channels
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        feats = self.body(images)
+        named = OrderedDict((f"c{i + 3}", f) for i, f in enumerate(feats))
+        return list(self.fpn(named).values())
+
+
+def build_backbone(cfg: dict, *, p6p7_source: str, out_channels: int) -> BackboneFPN:
+    """Backbone from the ``models.*.backbone`` config.
+
+    ``cfg`` keys: ``name`` ("resnet50", "resnet101", "tiny"), ``norm``, ``gn_groups``,
+    ``weights`` (ResNet: null, a path or "imagenet"), ``frozen_stages`` (ResNet),
+    ``widths`` / ``blocks_per_stage`` (tiny).
+    """
+    name = cfg["name"]
+    if name.startswith("resnet"):
+        body = resnet_body(depth=int(name[len("resnet"):]), norm=cfg.get("norm", "frozen_bn"),
+                           weights=cfg.get("weights"), frozen_stages=cfg.get("frozen_stages", 1),
+                           gn_groups=cfg.get("gn_groups", 32))
+    elif name == "tiny":
+        body = TinyBody(widths=cfg["widths"], blocks_per_stage=cfg.get("blocks_per_stage", 1),
+                        norm=cfg.get("norm", "gn"), gn_groups=cfg.get("gn_groups", 8))
+    else:
+        raise ValueError(f"unknown backbone {name!r} (known: resnet50, resnet101, tiny)")
+    return BackboneFPN(body, out_channels, p6p7_source)

@@ -1,0 +1,115 @@
+"""params.yaml ``models`` block -> :class:`~lla.models.detector.DenseDetector`.
+
+``models.defaults`` merged with ``models.<profile>`` (``lla.config.section``) holds the
+shared settings and ``variants``. A variant's settings are resolved as
+
+    shared settings  <-  variant chain (``base: NAME`` first, then the variant's own keys)
+
+with nested blocks merged key by key, except that a block which names its own
+``name`` (e.g. ``assigner: {name: lla, ...}``) replaces the inherited block whole --
+the keyword arguments of one assigner make no sense for another.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from lla.assign import build_assigner
+from lla.config import DEFAULT_PARAMS, deep_merge, section
+from lla.errors import DataError
+from lla.models.anchors import AnchorGenerator
+from lla.models.backbone import build_backbone
+from lla.models.box_coders import build_box_coder
+from lla.models.detector import DenseDetector
+from lla.models.heads import DenseHead
+from lla.models.losses import LossConfig
+from lla.models.postprocess import PostprocessConfig
+
+SHARED_ONLY = "variants"
+REPLACED_WHEN_NAMED = ("assigner",)
+
+
+def variant_names(params: dict[str, Any], profile: str | None = None) -> list[str]:
+    """Names of the detector variants defined for ``profile``, in file order."""
+    return list(section(params, "models", profile).get(SHARED_ONLY, {}))
+
+
+def _merge_variant(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in own.items():
+        if key in REPLACED_WHEN_NAMED and isinstance(value, dict) and "name" in value:
+            out[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_variant(params: dict[str, Any], variant: str, profile: str | None = None) -> dict[str, Any]:
+    """The complete settings of one variant (shared settings + ``base`` chain + own keys)."""
+    models = section(params, "models", profile)
+    variants = models.pop(SHARED_ONLY, {})
+
+    def chain(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
+        if name not in variants:
+            where = f" (base of '{seen[-1]}')" if seen else ""
+            raise DataError(DEFAULT_PARAMS, f"models.variants has no '{name}'{where}; known: "
+                                            f"{', '.join(variants)}", record=f"models.variants.{name}")
+        if name in seen:
+            raise DataError(DEFAULT_PARAMS, f"variant inheritance loop: {' -> '.join(seen + (name,))}",
+                            record=f"models.variants.{name}")
+        own = dict(variants[name] or {})
+        parent = own.pop("base", None)
+        inherited = chain(parent, seen + (name,)) if parent else {}
+        return _merge_variant(inherited, own)
+
+    return _merge_variant(models, chain(variant, ()))
+
+
+def build_detector(params: dict[str, Any], variant: str, profile: str | None = None) -> DenseDetector:
+    """Build the detector ``variant`` with the settings of ``profile`` (untrained)."""
+    cfg = resolve_variant(params, variant, profile)
+    record = f"models.variants.{variant}"
+    try:
+        return detector_from_config(cfg)
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        message = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise DataError(DEFAULT_PARAMS, f"cannot build variant '{variant}' for profile "
+                                        f"'{profile}': {message}", record=record) from exc
+
+
+def detector_from_config(cfg: dict[str, Any]) -> DenseDetector:
+    """Build from a resolved variant config (see :func:`resolve_variant`)."""
+    strides = [int(s) for s in cfg["strides"]]
+    head_cfg, anchor_cfg = cfg["head"], cfg["anchors"]
+    anchor_generator = AnchorGenerator(
+        strides=strides, kind=anchor_cfg["kind"],
+        base_size_per_stride=anchor_cfg.get("base_size_per_stride", 4.0),
+        scales=anchor_cfg.get("scales", [1.0]), aspect_ratios=anchor_cfg.get("aspect_ratios", [1.0]))
+    backbone_cfg = dict(cfg["backbone"])
+    if backbone_cfg["name"] == "resnet":
+        backbone_cfg["name"] = f"resnet{backbone_cfg.pop('depth', 50)}"
+    backbone = build_backbone(backbone_cfg, p6p7_source=cfg["p6p7_source"],
+                              out_channels=int(head_cfg["channels"]))
+    head = DenseHead(
+        in_channels=int(head_cfg["channels"]), num_classes=int(cfg["num_classes"]),
+        num_anchors=anchor_generator.num_anchors_per_location, strides=strides,
+        num_convs=int(head_cfg["num_convs"]), norm=head_cfg["norm"],
+        gn_groups=int(head_cfg["gn_groups"]), box_output=head_cfg["box_output"],
+        aux=head_cfg.get("aux"), prior_prob=float(head_cfg["prior_prob"]),
+        per_level_scale=bool(head_cfg["per_level_scale"]), init_std=float(head_cfg["init_std"]))
+    assigner_cfg = dict(cfg["assigner"])
+    assigner = build_assigner(assigner_cfg.pop("name"), **assigner_cfg)
+    loss_cfg = LossConfig(**cfg["loss"])
+    if head.aux_kind is not None and "aux_weight" not in cfg["loss"]:
+        raise ValueError(f"head.aux is {head.aux_kind!r} but loss.aux_weight is not set")
+    return DenseDetector(
+        backbone=backbone, head=head, anchor_generator=anchor_generator,
+        box_coder=build_box_coder(head_cfg["box_output"], cfg.get("box_coder")),
+        assigner=assigner, loss_cfg=loss_cfg, postprocess_cfg=PostprocessConfig(**cfg["inference"]),
+        pixel_mean=cfg["input"]["pixel_mean"], pixel_std=cfg["input"]["pixel_std"],
+        size_divisibility=int(cfg["input"]["size_divisibility"]))
