@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --config profile=$(PROFILE) data
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake data --cores $(CORES) --config profile=$(PROFILE)
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q

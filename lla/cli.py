@@ -2,6 +2,7 @@
 
 Each command lives in the module that does the work; that module exposes
 ``add_parser(subparsers)`` which registers its arguments and sets ``func``.
+Commands are either grouped (`lla data convert ...`) or top-level (`lla train ...`).
 Modules are imported lazily per group so that `lla data --help` does not import torch.
 """
 
@@ -23,6 +24,12 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
              ("lla.eval.crowdhuman", "lla.eval.citypersons")),
 }
 
+# top-level commands: name -> (help text, module whose add_parser adds exactly that command)
+TOP_LEVEL_COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train one experiment of params.yaml (DDP under torchrun)", "lla.engine.train"),
+    "infer": ("run a trained checkpoint over a split and write detections", "lla.engine.infer"),
+}
+
 
 def build_parser(groups: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -37,13 +44,19 @@ def build_parser(groups: list[str] | None = None) -> argparse.ArgumentParser:
             continue
         for module_name in modules:
             importlib.import_module(module_name).add_parser(commands)
+    for name, (help_text, module_name) in TOP_LEVEL_COMMANDS.items():
+        if groups is not None and name not in groups:
+            group_parsers.add_parser(name, help=help_text)
+            continue
+        importlib.import_module(module_name).add_parser(group_parsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # Import only the group that is asked for (keeps `lla data ...` light).
-    wanted = [a for a in argv if a in COMMAND_GROUPS][:1] or None
+    known = set(COMMAND_GROUPS) | set(TOP_LEVEL_COMMANDS)
+    wanted = [a for a in argv if a in known][:1] or None
     parser = build_parser(wanted)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

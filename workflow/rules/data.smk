@@ -49,7 +49,7 @@ rule convert_data:
     output:
         [f"{{prefix}}/{{role}}/converted/{split}.json" for split in SPLITS],
     log:
-        "logs/convert/{prefix}/{role}.log",
+        "{prefix}/{role}/converted/convert.log",
     shell:
         "lla data convert {wildcards.role} --root {wildcards.prefix}/{wildcards.role}"
         " --out-dir {wildcards.prefix}/{wildcards.role}/converted > {log} 2>&1"
