@@ -11,9 +11,13 @@ from .max_iou import MaxIoUAssigner
 from .fcos import FCOSAssigner
 from .atss import ATSSAssigner
 from .lla import LLA_PRESETS, LLAAssigner
+from .paa import PAAAssigner, fit_two_component_gmm
+from .freeanchor import FreeAnchorAssigner, anchor_bags
+from .noisy_anchor import NoisyAnchorAssigner, SoftLabelAssignment
 
 __all__ = [
-    "ATSSAssigner", "Assigner", "Assignment", "FCOSAssigner", "IGNORED", "LLACost", "LLAAssigner", "LLA_PRESETS",
-    "MaxIoUAssigner", "NEGATIVE", "resolve_topk", "available_assigners", "build_assigner", "lla_cost",
-    "register", "smallest_k_indices", "topk_min_cost_match",
+    "ATSSAssigner", "Assigner", "Assignment", "FCOSAssigner", "FreeAnchorAssigner", "IGNORED", "LLACost",
+    "LLAAssigner", "LLA_PRESETS", "MaxIoUAssigner", "NEGATIVE", "NoisyAnchorAssigner", "PAAAssigner",
+    "SoftLabelAssignment", "anchor_bags", "available_assigners", "build_assigner", "fit_two_component_gmm",
+    "lla_cost", "register", "resolve_topk", "smallest_k_indices", "topk_min_cost_match",
 ]
