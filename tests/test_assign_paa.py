@@ -11,13 +11,6 @@ from lla.assign import NEGATIVE, PAAAssigner, build_assigner, fit_two_component_
 from lla.assign.paa import EM_REG_COVAR, paa_positive_counts
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 # ----------------------------------------------------------------------------- EM
 

@@ -21,13 +21,6 @@ PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 LN2 = math.log(2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def logit(p: float) -> float:
     return math.log(p / (1 - p))

@@ -23,14 +23,6 @@ RETINA_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
 RETINA_RATIOS = (0.5, 1.0, 2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """Tiny tensors: one thread is faster, and immune to OpenMP spinning on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def logit(p: float) -> float:
     return math.log(p / (1 - p))

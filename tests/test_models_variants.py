@@ -24,14 +24,6 @@ PARAMS = load_params(PARAMS_PATH)
 VARIANTS = variant_names(PARAMS, "micro")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_torch_thread():
-    """Tiny tensors: one thread is faster, and immune to OpenMP spinning on a loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def micro_batch():
     """2 images of 128 x 128 (the second one 120 x 100, padded): GTs, an ignore box, an empty image."""
