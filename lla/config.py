@@ -18,7 +18,20 @@ from lla.errors import DataError
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+class Params(dict):
+    """The parsed parameter file: a plain mapping that remembers the file it came from,
+    so that configuration errors name that file."""
+
+    def __init__(self, data: dict[str, Any], path: str | Path):
+        super().__init__(data)
+        self.path = Path(path)
+
+
+def _source(params: dict[str, Any]) -> Path:
+    return getattr(params, "path", DEFAULT_PARAMS)
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -32,7 +45,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
                         line=None if mark is None else mark.line + 1) from None
     if not isinstance(params, dict):
         raise DataError(path, "expected a mapping at the top level")
-    return params
+    return Params(params, path)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +66,7 @@ def section(params: dict[str, Any], name: str, profile: str | None = None) -> di
     error naming the profiles the block defines.
     """
     if name not in params:
-        raise DataError(DEFAULT_PARAMS, f"no section '{name}'")
+        raise DataError(_source(params), f"no section '{name}'")
     block = params[name]
     if not isinstance(block, dict) or "defaults" not in block:
         return copy.deepcopy(block)
@@ -61,7 +74,7 @@ def section(params: dict[str, Any], name: str, profile: str | None = None) -> di
     if profile is not None:
         if profile not in block:
             known = sorted(k for k in block if k != "defaults")
-            raise DataError(DEFAULT_PARAMS, f"section '{name}' has no profile '{profile}' "
+            raise DataError(_source(params), f"section '{name}' has no profile '{profile}' "
                                             f"(known: {', '.join(known)})")
         merged = deep_merge(merged, block[profile] or {})
     return merged
@@ -79,14 +92,14 @@ def dataset_source(params: dict[str, Any], profile: str, role: str) -> str:
     """Where ``role`` ('crowdhuman' or 'citypersons') comes from in ``profile``."""
     profiles = params.get("profiles", {})
     if profile not in profiles:
-        raise DataError(DEFAULT_PARAMS, f"unknown profile '{profile}' "
+        raise DataError(_source(params), f"unknown profile '{profile}' "
                                         f"(known: {', '.join(profiles) or 'none'})")
     if role not in DATASET_ROLES:
-        raise DataError(DEFAULT_PARAMS, f"unknown dataset role '{role}' "
+        raise DataError(_source(params), f"unknown dataset role '{role}' "
                                         f"(known: {', '.join(DATASET_ROLES)})")
     source = profiles[profile].get("datasets", {}).get(role)
     if source not in DATA_SOURCES:
-        raise DataError(DEFAULT_PARAMS, f"profiles.{profile}.datasets.{role} is {source!r}; "
+        raise DataError(_source(params), f"profiles.{profile}.datasets.{role} is {source!r}; "
                                         f"expected one of {', '.join(DATA_SOURCES)}")
     return source
 

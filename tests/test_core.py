@@ -141,3 +141,13 @@ def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_config_errors_name_the_parameter_file_that_was_loaded(tmp_path):
+    path = tmp_path / "my_params.yaml"
+    path.write_text("blk:\n  defaults: {}\n")
+    params = config.load_params(path)
+    assert params.path == path and dict(params) == {"blk": {"defaults": {}}}
+    with pytest.raises(DataError) as err:
+        config.section(params, "blk", "nope")
+    assert str(err.value).startswith(f"{path}: section 'blk' has no profile 'nope'")
