@@ -1,0 +1,180 @@
+"""Training throughput of the engine (images/s per process).
+
+    .venv/bin/python benchmarks/train_speed.py                      # CPU: mini and micro
+    .venv/bin/python benchmarks/train_speed.py --profiles micro --steps 10
+    .venv/bin/python benchmarks/train_speed.py --compare            # + LLA.FCOS vs FCOS, R-50
+
+CPU part, per profile: the real training step of ``lla train`` (DataLoader over the
+synthcrowd split, forward, assignment, loss, the per-iteration all-reduce/finite check,
+backward, SGD, lr schedule) for each ``--experiments``; the median wall time of an
+iteration including the wait for its batch gives images/s. The synthcrowd data is
+generated under ``--data-root`` when missing.
+
+``--compare`` (default on when CUDA is available): LLA.FCOS vs plain FCOS (variants
+``lla_fcos`` / ``fcos``) with the paper profile's ResNet-50-FPN and 256-channel heads,
+random weights, in-memory batches of ``images_per_device`` images of 800 x 1400 pixels with
+23 persons each (CrowdHuman's mean), AMP as configured. Prints images/s per GPU and the
+extra time per step of LLA (target: <= 5 %). ``--compare-size H W`` shrinks the images for
+a smoke run on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from lla.config import converted_json, load_params  # noqa: E402
+from lla.data.dataset import Batch  # noqa: E402
+from lla.engine.distributed import DistInfo  # noqa: E402
+from lla.engine.experiment import resolve_experiment  # noqa: E402
+from lla.engine.schedule import ScheduleIterations  # noqa: E402
+from lla.engine.train import Trainer, TrainingStep, scaled_lr  # noqa: E402
+
+# CrowdHuman train: 22.6 persons per image on average (the paper's table of dataset statistics).
+PERSONS_PER_IMAGE = 23
+
+
+def ensure_synthcrowd(params_path: Path, data_root: Path, profile: str) -> None:
+    """Generate and convert the synthcrowd CrowdHuman flavour of ``profile`` when missing."""
+    root = data_root / "synthcrowd" / profile / "crowdhuman"
+    if (root / "converted" / "train.json").is_file():
+        return
+    lla = [sys.executable, "-m", "lla.cli"]
+    subprocess.run(lla + ["data", "synth", "--profile", profile, "--out", str(root.parent),
+                          "--only", "crowdhuman", "--params", str(params_path)], check=True)
+    subprocess.run(lla + ["data", "convert", "crowdhuman", "--root", str(root), "--out-dir",
+                          str(root / "converted"), "--splits", "train"], check=True)
+
+
+def time_engine_steps(step_runner: TrainingStep, batches, warmup: int, steps: int) -> list[float]:
+    """Wall time of ``steps`` training iterations (after ``warmup``), each including the
+    wait for its batch; CUDA is synchronised at the end of every iteration."""
+    times = []
+    iterator = iter(batches)
+    cuda = step_runner.info.device.type == "cuda"
+    step_runner.model.train()
+    for step in range(warmup + steps):
+        start = time.perf_counter()
+        batch = next(iterator)
+        losses, _ = step_runner.forward(batch)
+        step_runner.reduce(losses, stop=False)
+        step_runner.backward_and_update(losses)
+        if cuda:
+            torch.cuda.synchronize()
+        if step >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def cpu_profiles(args, params: dict) -> None:
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    print(f"CPU, {torch.get_num_threads()} thread(s); median of {args.steps} iterations after "
+          f"{args.warmup} warm-up, data loading included")
+    print(f"{'profile':<8} {'experiment':<28} {'batch':>5} {'size':>9} {'s/it':>7} {'images/s':>9}")
+    for profile in args.profiles:
+        params["data_root"] = str(args.data_root)
+        ensure_synthcrowd(args.params, args.data_root, profile)
+        for name in args.experiments:
+            exp = resolve_experiment(params, name, profile)
+            with tempfile.TemporaryDirectory() as out:
+                trainer = Trainer(exp, converted_json(params, profile, "crowdhuman", "train"),
+                                  out, info, progress_bar=False)
+
+                def endless():
+                    while True:
+                        trainer.dataset.set_epoch(trainer.sampler.epoch)
+                        yield from trainer.loader
+
+                times = time_engine_steps(trainer.step, endless(), args.warmup, args.steps)
+            median = statistics.median(times)
+            size = f"{exp.input['max_size']}²"
+            print(f"{profile:<8} {name:<28} {trainer.images_per_device:>5} {size:>9} "
+                  f"{median:>7.3f} {trainer.images_per_device / median:>9.2f}", flush=True)
+
+
+def synthetic_batch(num_images: int, height: int, width: int, persons: int,
+                    generator: torch.Generator) -> Batch:
+    """Random images with ``persons`` pedestrian-shaped boxes (aspect 0.41) each."""
+    images = torch.rand(num_images, 3, height, width, generator=generator)
+    targets = []
+    for _ in range(num_images):
+        h = height * (0.08 + 0.5 * torch.rand(persons, generator=generator))
+        w = 0.41 * h
+        x1 = (width - w) * torch.rand(persons, generator=generator)
+        y1 = (height - h) * torch.rand(persons, generator=generator)
+        targets.append({"boxes": torch.stack((x1, y1, x1 + w, y1 + h), 1),
+                        "labels": torch.ones(persons, dtype=torch.int64),
+                        "ignore_boxes": torch.tensor([[0.0, 0.0, 0.05 * width, 0.05 * height]])})
+    return Batch(images=images, image_sizes=[(height, width)] * num_images, targets=targets)
+
+
+def compare_lla_fcos(args, params: dict) -> None:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=device)
+    height, width = args.compare_size
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    print(f"\nLLA.FCOS vs FCOS, paper profile (R-50-FPN, random weights), {height}x{width}, "
+          f"{name}; median of {args.steps} steps after {args.warmup} warm-up")
+    print(f"{'variant':<10} {'batch':>5} {'amp':>5} {'s/step':>8} {'images/s':>9} {'peak GiB':>9}")
+    medians = {}
+    for variant in ("fcos", "lla_fcos"):
+        params["experiments"]["_speed"] = {"model": variant, "dataset": "crowdhuman",
+                                           "model_overrides": {"backbone": {"weights": None}}}
+        exp = resolve_experiment(params, "_speed", "paper")
+        torch.manual_seed(exp.seed)
+        batch_size = int(exp.train["images_per_device"])
+        # lr of the paper's 8-GPU global batch; one milestone-free schedule
+        step_runner = TrainingStep(exp, info, lr=scaled_lr(exp.train, 8 * batch_size),
+                                   schedule=ScheduleIterations(10**9, (), 0.1))
+        batch = synthetic_batch(batch_size, height, width, PERSONS_PER_IMAGE,
+                                torch.Generator().manual_seed(0))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = time_engine_steps(step_runner, iter(lambda: batch, None), args.warmup, args.steps)
+        medians[variant] = statistics.median(times)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+        print(f"{variant:<10} {batch_size:>5} {str(step_runner.amp):>5} {medians[variant]:>8.3f} "
+              f"{batch_size / medians[variant]:>9.2f} {peak:>9.2f}", flush=True)
+        del step_runner
+    overhead = medians["lla_fcos"] / medians["fcos"] - 1.0
+    print(f"LLA.FCOS time per step vs FCOS: {overhead * 100:+.1f} % (target <= +5 %)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--profiles", nargs="*", default=["mini", "micro"],
+                        help="CPU profiles to time (none: skip the CPU part)")
+    parser.add_argument("--experiments", nargs="+", default=["lla_fcos_r50", "fcos_ctr_r50"])
+    parser.add_argument("--data-root", type=Path, default=Path("benchmarks/out/data"),
+                        help="where synthcrowd is generated / found")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--compare", action=argparse.BooleanOptionalAction,
+                        default=torch.cuda.is_available(),
+                        help="LLA.FCOS vs FCOS at the paper's size (default: on with CUDA)")
+    parser.add_argument("--compare-size", type=int, nargs=2, default=(800, 1400),
+                        metavar=("H", "W"))
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    if args.profiles:
+        cpu_profiles(args, params)
+    if args.compare:
+        compare_lla_fcos(args, params)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""One named experiment of params.yaml resolved into everything a training run needs.
+
+``experiments.<name>`` names a detector variant and a dataset role, with optional
+overrides::
+
+    experiments:
+      lla_fcos_r101:
+        model: lla_fcos                 # a variant of models.variants
+        dataset: crowdhuman             # crowdhuman | citypersons (the role; the profile
+                                        # decides whether it is the real set or synthcrowd)
+        model_overrides: {backbone: {depth: 101}}   # merged over the resolved variant
+        train: {images_per_device: 1}   # merged over train.defaults + train.<profile>
+        seed: 1                         # replaces train.seed
+
+The resolved :class:`Experiment` is stored in every checkpoint (``config``), so a
+checkpoint rebuilds its detector without params.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lla.config import DATASET_ROLES, DEFAULT_PARAMS, converted_json, deep_merge, section
+from lla.errors import DataError
+from lla.models.build import resolve_variant
+
+EXPERIMENT_KEYS = ("model", "dataset", "model_overrides", "train", "seed")
+
+
+@dataclass
+class Experiment:
+    """A resolved experiment.
+
+    Attributes:
+        name: the key under ``experiments``.
+        profile: the profile whose blocks were merged.
+        variant: the detector variant name.
+        dataset: the dataset role ("crowdhuman" or "citypersons").
+        model: the complete detector settings (``lla.models.build.detector_from_config``).
+        train: the merged ``train`` block plus the experiment's overrides.
+        input: the merged ``input`` block (resizing, flips, padding).
+        seed: the run's seed (weights init, sampler order, flips).
+    """
+
+    name: str
+    profile: str
+    variant: str
+    dataset: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+    input: dict[str, Any]
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return copy.deepcopy(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Experiment":
+        return cls(**copy.deepcopy(data))
+
+    def split_json(self, params: dict[str, Any], split: str) -> Path:
+        """The converted dataset json of ``split`` for this experiment's dataset and profile."""
+        return converted_json(params, self.profile, self.dataset, split)
+
+
+def experiment_names(params: dict[str, Any]) -> list[str]:
+    return list(params.get("experiments") or {})
+
+
+def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Experiment:
+    """Resolve ``experiments.<name>`` for ``profile`` (see the module docstring)."""
+    experiments = params.get("experiments") or {}
+    record = f"experiments.{name}"
+    if name not in experiments:
+        raise DataError(DEFAULT_PARAMS, f"unknown experiment '{name}' (known: "
+                                        f"{', '.join(experiments) or 'none'})", record=record)
+    spec = experiments[name] or {}
+    unknown = sorted(set(spec) - set(EXPERIMENT_KEYS))
+    if unknown:
+        raise DataError(DEFAULT_PARAMS, f"unknown keys {', '.join(unknown)} (allowed: "
+                                        f"{', '.join(EXPERIMENT_KEYS)})", record=record)
+    for key in ("model", "dataset"):
+        if key not in spec:
+            raise DataError(DEFAULT_PARAMS, f"missing '{key}'", record=record)
+    if spec["dataset"] not in DATASET_ROLES:
+        raise DataError(DEFAULT_PARAMS, f"dataset must be one of {', '.join(DATASET_ROLES)}, "
+                                        f"got {spec['dataset']!r}", record=record)
+    model = deep_merge(resolve_variant(params, spec["model"], profile),
+                       spec.get("model_overrides") or {})
+    train = deep_merge(section(params, "train", profile), spec.get("train") or {})
+    seed = int(spec.get("seed", train.get("seed", 0)))
+    train["seed"] = seed
+    return Experiment(name=name, profile=profile, variant=spec["model"], dataset=spec["dataset"],
+                      model=model, train=train, input=section(params, "input", profile), seed=seed)
