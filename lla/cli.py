@@ -22,6 +22,10 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
               "lla.data.stats")),
     "eval": ("evaluate detections: CrowdHuman MR/AP/Recall, CityPersons MR",
              ("lla.eval.crowdhuman", "lla.eval.citypersons")),
+    "analyze": ("analyses of trained models: AAR (Table 5), FPN levels, positives",
+                ("lla.eval.assignment_stats",)),
+    "report": ("tables (reproduced vs paper values), figures, the paper report",
+               ("lla.report.tables",)),
 }
 
 # top-level commands: name -> (help text, module whose add_parser adds exactly that command)

@@ -27,6 +27,11 @@ class Params(dict):
         self.path = Path(path)
 
 
+# Params dumps like the plain mapping it is (yaml.safe_dump(params) keeps working).
+yaml.SafeDumper.add_representer(Params, yaml.SafeDumper.represent_dict)
+yaml.Dumper.add_representer(Params, yaml.Dumper.represent_dict)
+
+
 def _source(params: dict[str, Any]) -> Path:
     return getattr(params, "path", DEFAULT_PARAMS)
 

@@ -151,3 +151,12 @@ def test_config_errors_name_the_parameter_file_that_was_loaded(tmp_path):
     with pytest.raises(DataError) as err:
         config.section(params, "blk", "nope")
     assert str(err.value).startswith(f"{path}: section 'blk' has no profile 'nope'")
+
+
+def test_loaded_params_dump_as_plain_yaml(tmp_path):
+    import yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text("a: {b: 1}\n")
+    params = config.load_params(path)
+    assert yaml.safe_load(yaml.safe_dump(params)) == {"a": {"b": 1}}
