@@ -644,7 +644,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "environment variable named in <dataset>.download.auth_env (HF_TOKEN)."))
     parser.add_argument("dataset", choices=DATASETS, help="which dataset")
     parser.add_argument("--root", metavar="DIR",
-                        help="dataset directory (default: <dataset>.root in params)")
+                        help="dataset directory (default: <dataset>.root in params, else <data_root>/<dataset>)")
     parser.add_argument("--params", default=DEFAULT_PARAMS, metavar="FILE",
                         help="parameter file with the file list (default: %(default)s)")
     parser.add_argument("--only", action="append", metavar="NAME",
