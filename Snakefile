@@ -1,12 +1,25 @@
-# lla-repro: the one DAG.  download/synth -> convert -> train -> infer -> evaluate -> tables
-# Parameters come from params.yaml; choose the profile with `--config profile=NAME`.
+# lla-repro: the one DAG.
+#   download/synth -> convert -> train -> infer -> evaluate / analyse -> tables
+# Parameters come from params.yaml; choose the profile with `--config profile=NAME`
+# (targets before --config: `snakemake all_tables --cores 2 --config profile=micro`).
 # Rules are thin: each calls one `lla` sub-command; the logic is in the package.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
 
 configfile: "params.yaml"
 
 
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
 
 
 rule data:
@@ -14,3 +27,18 @@ rule data:
     input:
         converted_jsons(),
     default_target: True
+
+
+rule all_tables:
+    """Tables 1-7 of the paper (markdown + csv) for the selected profile."""
+    input:
+        [table_outputs(PROFILE, table) for table in TABLES],
+
+
+for _table in TABLES:
+
+    rule:
+        name:
+            _table
+        input:
+            table_outputs(PROFILE, _table),

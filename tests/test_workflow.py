@@ -1,5 +1,8 @@
-"""The Snakemake DAG on the micro profile: data generation and conversion end to end."""
+"""The Snakemake DAG: its shape for every profile (dry runs), lint, config validation, and
+the micro profile end to end (data; one table by default; all tables with
+LLA_TEST_ALL_TABLES=1)."""
 
+import csv
 import json
 import os
 import shutil
@@ -45,3 +48,137 @@ def test_paper_profile_dry_run_downloads_the_official_datasets(tmp_path):
     out = result.stdout
     assert "download_crowdhuman" in out and "download_citypersons" in out
     assert "synth_data" not in out
+
+
+# ---------------------------------------------------------------------------- the whole DAG
+
+PIPELINE_FILES = ("Snakefile", "params.yaml", "environment.yml")
+PIPELINE_DIRS = ("workflow", "local")
+
+
+def _pipeline_copy(tmp_path: Path) -> Path:
+    """The workflow files in a fresh directory, so runs/, results/, logs/ and data/ land
+    there (the `lla` package itself is the installed one)."""
+    work = tmp_path / "repo"
+    for name in PIPELINE_FILES:
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, work / name)
+    for name in PIPELINE_DIRS:
+        shutil.copytree(ROOT / name, work / name)
+    return work
+
+
+def _jobs(dry_run_output: str) -> dict[str, int]:
+    """{rule: count} from the 'Job stats' table of a dry run."""
+    lines = dry_run_output.split("Job stats:", 1)[1].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_lint_is_clean():
+    result = _snakemake("--lint")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile, selection", [
+    ("mini", ["--profile", "local"]),            # the local Snakemake profile selects mini
+    ("paper", ["--config", "profile=paper"]),
+])
+def test_all_tables_dry_run_shows_every_experiment_once(profile, selection, tmp_path):
+    # 42 experiments (Table 1: 8; Table 2: +2 cost variants; Table 3: +3 IoU/GIoU
+    # combinations; Table 4: +15 values of K; Table 6: +8 rows; Table 7: 6 on CityPersons;
+    # Table 5 reuses Table 1's models), each trained, inferred and evaluated once; 4 AAR
+    # analyses (Table 5), 7 tables.
+    result = _snakemake("all_tables", "--dry-run", "--printshellcmds", *selection,
+                        cwd=_pipeline_copy(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    jobs = _jobs(out)
+    assert {rule: jobs.get(rule) for rule in ("train", "infer", "evaluate", "analyze_aar",
+                                               "table", "all_tables")} == {
+        "train": 42, "infer": 42, "evaluate": 42, "analyze_aar": 4, "table": 7, "all_tables": 1}
+    assert "runs/{0}/lla_retinanet_star_a1_k16_r50/model_final.pt".format(profile) in out
+    assert f"results/{profile}/analysis/aar_fcos_ctr_r50.json" in out
+    if profile == "paper":
+        # 8 GPUs per training job, each trained under torchrun; one GPU to infer.
+        assert "gpus=8, cpus_per_gpu=4" in out
+        assert "torchrun --standalone --nproc_per_node=8 -m lla.cli train" in out
+        assert "lla eval crowdhuman" in out and "--no-coco" in out
+        assert "download_crowdhuman" in out
+    else:
+        assert "gpus=0" in out and "torchrun" not in out
+        assert "OMP_NUM_THREADS=1 lla train --experiment" in out
+
+
+def test_unknown_profile_and_bad_config_are_reported(tmp_path):
+    work = _pipeline_copy(tmp_path)
+    result = _snakemake("all_tables", "--dry-run", "--config", "profile=laptop", cwd=work)
+    assert result.returncode != 0
+    assert "unknown profile 'laptop'" in result.stdout + result.stderr
+    # A table row naming two ways of filling it fails the schema at start-up.
+    params = (work / "params.yaml").read_text()
+    bad = params.replace('{label: "w/o LLA", cells:', '{label: "w/o LLA", experiment: x, cells:')
+    assert bad != params
+    (work / "params.yaml").write_text(bad)
+    result = _snakemake("all_tables", "--dry-run", "--config", "profile=micro", cwd=work)
+    assert result.returncode != 0
+    assert "tables" in result.stdout + result.stderr and "without_lla" in result.stdout + result.stderr
+
+
+def _check_table(work: Path, table: str, rows: int, columns: int,
+                 allow_missing: bool = False) -> list[dict]:
+    """Checks every cell of a produced table; ``allow_missing``: a metric may be absent (a
+    CityPersons setup without valid ground truth on a few micro images)."""
+    md = (work / "results" / "micro" / "tables" / f"{table}.md").read_text()
+    assert "Profile `micro`, dataset: synthcrowd" in md
+    with open(work / "results" / "micro" / "tables" / f"{table}.csv") as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == rows * columns
+    for cell in cells:
+        if allow_missing and cell["reproduced_status"] == "missing":
+            continue
+        assert cell["reproduced_status"] == "ok"
+        value = float(cell["reproduced"])
+        assert 0.0 <= value <= 100.0
+        if cell["paper_status"] == "ok":
+            assert float(cell["difference"]) == pytest.approx(value - float(cell["paper"]),
+                                                              abs=1e-4)
+    return cells
+
+
+@pytest.mark.slow
+def test_micro_table2_end_to_end(tmp_path):
+    # data -> train (3 LLA cost variants) -> infer -> evaluate -> table, with the local profile.
+    work = _pipeline_copy(tmp_path)
+    result = _snakemake("table2", "--profile", "local", "--config", "profile=micro", cwd=work,
+                        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cells = _check_table(work, "table2", rows=3, columns=3)
+    assert {c["experiment"] for c in cells} == {"lla_retinanet_star_a1_cls_r50",
+                                                "lla_retinanet_star_a1_cls_reg_r50",
+                                                "lla_retinanet_star_a1_r50"}
+    # The paper's "-" of the C_cls row shows as such.
+    assert {c["paper_status"] for c in cells if c["row_id"] == "cls"} == {"diverged"}
+    for name in ("lla_retinanet_star_a1_cls_r50", "lla_retinanet_star_a1_r50"):
+        assert (work / "logs" / "micro" / "train" / f"{name}.log").is_file()
+        assert (work / "runs" / "micro" / name / "model_final.pt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("LLA_TEST_ALL_TABLES") != "1",
+                    reason="the micro all_tables run takes minutes: set LLA_TEST_ALL_TABLES=1")
+def test_micro_all_tables_end_to_end(tmp_path):
+    work = _pipeline_copy(tmp_path)
+    result = _snakemake("all_tables", "--cores", "2", "--config", "profile=micro", cwd=work,
+                        timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shapes = {"table1": (8, 3), "table2": (3, 3), "table3": (4, 2), "table4": (16, 2),
+              "table5": (2, 2), "table6": (12, 3), "table7": (6, 2)}
+    for table, (rows, columns) in shapes.items():
+        _check_table(work, table, rows, columns, allow_missing=table == "table7")

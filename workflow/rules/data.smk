@@ -16,10 +16,14 @@ rule synth_data:
         raw_annotations(f"{DATA_ROOT}/synthcrowd/{{profile}}/citypersons", "citypersons"),
     log:
         "logs/{profile}/synth_data.log",
+    params:
+        out_dir=lambda wc, output: os.path.dirname(annotation_root(output[0], "crowdhuman")),
     threads: 2
+    conda:
+        CONDA_ENV
     shell:
         "lla data synth --profile {wildcards.profile} --workers {threads}"
-        " --out {DATA_ROOT}/synthcrowd/{wildcards.profile} > {log} 2>&1"
+        " --out {params.out_dir} > {log} 2>&1"
 
 
 rule download_crowdhuman:
@@ -28,8 +32,12 @@ rule download_crowdhuman:
         raw_annotations(f"{DATA_ROOT}/crowdhuman", "crowdhuman"),
     log:
         "logs/download_crowdhuman.log",
+    params:
+        root=lambda wc, output: annotation_root(output[0], "crowdhuman"),
+    conda:
+        CONDA_ENV
     shell:
-        "lla data download crowdhuman --root {DATA_ROOT}/crowdhuman > {log} 2>&1"
+        "lla data download crowdhuman --root {params.root} > {log} 2>&1"
 
 
 rule download_citypersons:
@@ -38,8 +46,12 @@ rule download_citypersons:
         raw_annotations(f"{DATA_ROOT}/citypersons", "citypersons"),
     log:
         "logs/download_citypersons.log",
+    params:
+        root=lambda wc, output: annotation_root(output[0], "citypersons"),
+    conda:
+        CONDA_ENV
     shell:
-        "lla data download citypersons --root {DATA_ROOT}/citypersons > {log} 2>&1"
+        "lla data download citypersons --root {params.root} > {log} 2>&1"
 
 
 rule convert_data:
@@ -50,6 +62,8 @@ rule convert_data:
         [f"{{prefix}}/{{role}}/converted/{split}.json" for split in SPLITS],
     log:
         "{prefix}/{role}/converted/convert.log",
+    conda:
+        CONDA_ENV
     shell:
         "lla data convert {wildcards.role} --root {wildcards.prefix}/{wildcards.role}"
         " --out-dir {wildcards.prefix}/{wildcards.role}/converted > {log} 2>&1"

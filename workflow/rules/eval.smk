@@ -1,0 +1,73 @@
+# Inference on the validation split, evaluation with the dataset's protocol, and the
+# analyses of trained models (AAR, Table 5).
+
+# pycocotools' AP is not in any table and slow on CrowdHuman: the protocols' own MR / AP /
+# Recall / JI (CrowdHuman) and MR per setup (CityPersons) are what the tables read.
+EVAL_OPTIONS = {"crowdhuman": "--no-coco", "citypersons": "--no-coco"}
+
+
+rule infer:
+    """Detections of a trained experiment on its dataset's validation split."""
+    input:
+        checkpoint="runs/{profile}/{experiment}/model_final.pt",
+        data=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
+    output:
+        "results/{profile}/detections/{experiment}.json",
+    log:
+        "logs/{profile}/infer/{experiment}.log",
+    threads: lambda wc: job_threads(wc.profile, "infer")
+    resources:
+        gpus=lambda wc: job_resources(wc.profile, "infer")["gpus"],
+        cpus_per_gpu=lambda wc: job_resources(wc.profile, "infer")["cpus_per_gpu"],
+        mem_mb=lambda wc: job_resources(wc.profile, "infer")["mem_mb"],
+        runtime=lambda wc: job_resources(wc.profile, "infer")["runtime"],
+    conda:
+        CONDA_ENV
+    shell:
+        "OMP_NUM_THREADS={threads} lla infer --checkpoint {input.checkpoint} --split val"
+        " --profile {wildcards.profile} --data {input.data} --out {output} > {log} 2>&1"
+
+
+rule evaluate:
+    """Metrics of the detections: CrowdHuman MR/AP/Recall/JI or CityPersons MR per setup."""
+    input:
+        gt=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
+        dt="results/{profile}/detections/{experiment}.json",
+    output:
+        "results/{profile}/metrics/{experiment}.json",
+    log:
+        "logs/{profile}/evaluate/{experiment}.log",
+    params:
+        evaluator=lambda wc: experiment_dataset(wc.experiment),
+        options=lambda wc: EVAL_OPTIONS[experiment_dataset(wc.experiment)],
+    conda:
+        CONDA_ENV
+    shell:
+        "lla eval {params.evaluator} --gt {input.gt} --dt {input.dt} --out {output}"
+        " {params.options} > {log} 2>&1"
+
+
+rule analyze_aar:
+    """Ambiguous assignment ratio of a trained experiment's assigner (Table 5)."""
+    input:
+        checkpoint="runs/{profile}/{experiment}/model_final.pt",
+        data=lambda wc: experiment_json(wc.experiment, wc.profile, AAR["split"]),
+    output:
+        "results/{profile}/analysis/aar_{experiment}.json",
+    log:
+        "logs/{profile}/analyze/aar_{experiment}.log",
+    params:
+        split=AAR["split"],
+        max_images="" if AAR["max_images"] is None else f"--max-images {AAR['max_images']}",
+    threads: lambda wc: job_threads(wc.profile, "analyze")
+    resources:
+        gpus=lambda wc: job_resources(wc.profile, "analyze")["gpus"],
+        cpus_per_gpu=lambda wc: job_resources(wc.profile, "analyze")["cpus_per_gpu"],
+        mem_mb=lambda wc: job_resources(wc.profile, "analyze")["mem_mb"],
+        runtime=lambda wc: job_resources(wc.profile, "analyze")["runtime"],
+    conda:
+        CONDA_ENV
+    shell:
+        "OMP_NUM_THREADS={threads} lla analyze aar --checkpoint {input.checkpoint}"
+        " --profile {wildcards.profile} --split {params.split} {params.max_images}"
+        " --out {output} > {log} 2>&1"
