@@ -107,12 +107,12 @@ def test_all_tables_dry_run_shows_every_experiment_once(profile, selection, tmp_
     assert f"results/{profile}/analysis/aar_fcos_ctr_r50.json" in out
     if profile == "paper":
         # 8 GPUs per training job, each trained under torchrun; one GPU to infer.
-        assert "gpus=8, cpus_per_gpu=4" in out
+        assert "gpu=8, cpus_per_gpu=4" in out
         assert "torchrun --standalone --nproc_per_node=8 -m lla.cli train" in out
         assert "lla eval crowdhuman" in out and "--no-coco" in out
         assert "download_crowdhuman" in out
     else:
-        assert "gpus=0" in out and "torchrun" not in out
+        assert "gpu=0" in out and "torchrun" not in out
         assert "OMP_NUM_THREADS=1 lla train --experiment" in out
 
 

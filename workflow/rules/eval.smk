@@ -17,7 +17,7 @@ rule infer:
         "logs/{profile}/infer/{experiment}.log",
     threads: lambda wc: job_threads(wc.profile, "infer")
     resources:
-        gpus=lambda wc: job_resources(wc.profile, "infer")["gpus"],
+        gpu=lambda wc: job_resources(wc.profile, "infer")["gpus"],
         cpus_per_gpu=lambda wc: job_resources(wc.profile, "infer")["cpus_per_gpu"],
         mem_mb=lambda wc: job_resources(wc.profile, "infer")["mem_mb"],
         runtime=lambda wc: job_resources(wc.profile, "infer")["runtime"],
@@ -61,7 +61,7 @@ rule analyze_aar:
         max_images="" if AAR["max_images"] is None else f"--max-images {AAR['max_images']}",
     threads: lambda wc: job_threads(wc.profile, "analyze")
     resources:
-        gpus=lambda wc: job_resources(wc.profile, "analyze")["gpus"],
+        gpu=lambda wc: job_resources(wc.profile, "analyze")["gpus"],
         cpus_per_gpu=lambda wc: job_resources(wc.profile, "analyze")["cpus_per_gpu"],
         mem_mb=lambda wc: job_resources(wc.profile, "analyze")["mem_mb"],
         runtime=lambda wc: job_resources(wc.profile, "analyze")["runtime"],

@@ -14,11 +14,11 @@ rule train:
     params:
         # the experiment's block: editing it reruns the job (Snakemake's params trigger)
         experiment=lambda wc: config["experiments"][wc.experiment],
-        launcher=lambda wc, resources: train_launcher(resources.gpus),
+        launcher=lambda wc, resources: train_launcher(resources.gpu),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     threads: lambda wc: job_threads(wc.profile, "train")
     resources:
-        gpus=lambda wc: job_resources(wc.profile, "train")["gpus"],
+        gpu=lambda wc: job_resources(wc.profile, "train")["gpus"],
         cpus_per_gpu=lambda wc: job_resources(wc.profile, "train")["cpus_per_gpu"],
         mem_mb=lambda wc: job_resources(wc.profile, "train")["mem_mb"],
         runtime=lambda wc: job_resources(wc.profile, "train")["runtime"],

@@ -1,0 +1,155 @@
+"""`snakemake --profile slurm` on the micro profile, on a real one-node Slurm cluster.
+
+.ci/slurm/start.sh installs Debian's Slurm and munge (root only) and starts the daemons on
+this machine; the fixture's finalizer stops them with .ci/slurm/stop.sh. CI runs as root,
+so there this test runs; it skips only where it cannot install or start daemons.
+
+The workflow runs in a temporary copy of the repository's workflow files, with the literal
+`slurm` profile of the repository and targets `table5 table7`: together they use every rule
+of the DAG (synthesis, conversion of both datasets, train, infer, evaluate, the AAR
+analysis, table rendering) on 10 of micro's 42 experiments. The whole `all_tables` through
+Slurm had done 76 of its 141 jobs after 15 minutes on the shared 2-core machine (each job
+starts Python and torch); the local-profile test covers `all_tables` itself. Test-only options:
+
+* `--groups ... --group-components exp=3`: each experiment's train -> infer -> evaluate
+  chain (or train -> AAR analysis) runs inside one Slurm job, three experiments per job.
+  The work is the same; what shrinks is the per-job overhead (sbatch, a Snakemake process
+  per job, the plugin's polling).
+* `--slurm-init-seconds-before-status-checks 5`: poll squeue every 5 s instead of 40 s.
+
+Evidence that Slurm ran the jobs: Snakemake's "submitted with SLURM jobid N" lines, a Slurm
+log file per job, and squeue (which lists finished jobs for MinJobAge=600 s; there is no
+accounting database for sacct) reporting every one of those job ids COMPLETED.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+START = ROOT / ".ci" / "slurm" / "start.sh"
+STOP = ROOT / ".ci" / "slurm" / "stop.sh"
+BIN = Path(sys.executable).parent
+# What a Snakemake run reads from the repository (the package too: the table rule's input
+# lla/report/paper_values.yaml, and the working directory shadows the installed package).
+WORKFLOW_FILES = ("Snakefile", "workflow", "params.yaml", "slurm", "lla")
+TABLES = ["table5", "table7"]   # every rule kind of the DAG (see the module docstring)
+SNAKEMAKE_TIMEOUT_S = 1500
+SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)")
+
+
+def _skip_reason() -> str | None:
+    """Why this machine cannot host the test cluster, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root: .ci/slurm/start.sh installs Slurm with apt-get and starts daemons"
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        return "Slurm is not installed and apt-get is unavailable to install it"
+    return None
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # `lla`, `snakemake` in jobs
+    # CI may not set USER; the plugin and Slurm's client tools read it.
+    env["USER"] = env.get("USER") or pwd.getpwuid(os.getuid()).pw_name
+    return env
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    started = subprocess.run([str(START)], capture_output=True, text=True, timeout=900,
+                             env=_environment())
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield
+    finally:
+        subprocess.run([str(STOP)], capture_output=True, text=True, timeout=120)
+
+
+def _copy_workflow(workdir: Path) -> None:
+    for name in WORKFLOW_FILES:
+        source, target = ROOT / name, workdir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+
+
+def _run_until_done(command: list[str], workdir: Path, log_path: Path, timeout: float) -> int:
+    """Run ``command``; on timeout stop it with SIGINT, which makes Snakemake scancel its jobs."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=_environment(), stdout=log,
+                                   stderr=subprocess.STDOUT)
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            pytest.fail(f"snakemake did not finish within {timeout:.0f} s; log:\n"
+                        + log_path.read_text()[-4000:])
+
+
+def _squeue_states(job_ids: list[str]) -> dict[str, str]:
+    """Slurm's own record: state of each job id (finished jobs stay for MinJobAge)."""
+    result = subprocess.run(["squeue", "--noheader", "--states=all", "--jobs", ",".join(job_ids),
+                             "--format=%i %T"], capture_output=True, text=True, check=True,
+                            env=_environment())
+    return dict(line.split() for line in result.stdout.splitlines() if line.strip())
+
+
+@pytest.mark.slow
+def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
+    workdir = tmp_path / "repo"
+    _copy_workflow(workdir)
+    log_path = tmp_path / "snakemake.log"
+    command = [str(BIN / "snakemake"), *TABLES, "--profile", "slurm",
+               "--config", "profile=micro",   # data_root stays `data`, inside the copy
+               "--slurm-init-seconds-before-status-checks", "5",
+               "--groups", "train=exp", "infer=exp", "evaluate=exp", "analyze_aar=exp",
+               "--group-components", "exp=3"]
+    started = time.monotonic()
+    returncode = _run_until_done(command, workdir, log_path, SNAKEMAKE_TIMEOUT_S)
+    elapsed = time.monotonic() - started
+    log = log_path.read_text()
+    assert returncode == 0, log[-4000:]
+    print(f"micro {' '.join(TABLES)} through Slurm: {elapsed:.0f} s")
+
+    for table in TABLES:
+        for extension in ("md", "csv"):
+            assert (workdir / "results" / "micro" / "tables" / f"{table}.{extension}").stat().st_size > 0
+
+    submitted = SUBMITTED.findall(log)
+    job_ids = [job_id for job_id, _ in submitted]
+    assert len(set(job_ids)) == len(job_ids)
+    # Every table was rendered by its own Slurm job, whose Slurm log names the table ...
+    table_logs = [Path(path) for _, path in submitted if "/rule_table/" in path]
+    assert len(table_logs) == len(TABLES)
+    rendered = {match for path in table_logs
+                for match in re.findall(r"lla report table (table\d)", path.read_text())}
+    assert rendered == set(TABLES)
+    # ... and so was every checkpoint (train jobs are grouped with infer and evaluate).
+    trained = {match for _, path in submitted if "/group_exp_" in path
+               for match in re.findall(r"lla train --experiment (\S+)", Path(path).read_text())}
+    checkpoints = {path.parent.name for path in (workdir / "runs" / "micro").glob("*/model_final.pt")}
+    assert checkpoints and trained == checkpoints
+    # Slurm itself lists every submitted job as completed (no sacct needed).
+    states = _squeue_states(job_ids)
+    assert states == {job_id: "COMPLETED" for job_id in job_ids}
