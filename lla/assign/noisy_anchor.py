@@ -15,7 +15,7 @@ CVPR 2020; method.md section 4) on RetinaNet.
    have mean weight 1 -- cleaner anchors count more.
 
 Defaults alpha = 0.75, gamma = 1 and topk = 50 are our reading of the paper (see
-``docs/readme/assigners.md``). The result is a :class:`SoftLabelAssignment`: the usual
+README.md, "Label assigners"). The result is a :class:`SoftLabelAssignment`: the usual
 :class:`Assignment` (weights set) plus ``soft_labels``, which the one loss path uses as
 the positives' targets.
 """

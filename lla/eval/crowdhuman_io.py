@@ -1,6 +1,6 @@
 """Read CrowdHuman ground truth and detections into flat float64 arrays.
 
-Accepted ground truth (see docs/readme/eval_crowdhuman.md):
+Accepted ground truth (see README.md, "Evaluating on CrowdHuman"):
   * our dataset json (dict or path): image size from ``images[].width/height``, box tag
     from ``annotations[].ignore``;
   * the official ``.odgt`` (path, or a list of its records): tags exactly as the official
