@@ -125,3 +125,11 @@ def dataset_root(params: dict[str, Any], profile: str, role: str) -> Path:
 def converted_json(params: dict[str, Any], profile: str, role: str, split: str) -> Path:
     """The converted COCO-style json of one split (the contract between data and models)."""
     return dataset_root(params, profile, role) / "converted" / f"{split}.json"
+
+
+def selected_profile(params: dict[str, Any], requested: str | None) -> str:
+    """The profile a command runs: ``--profile`` when given, else params' top-level ``profile``."""
+    profile = requested or params.get("profile")
+    if not profile:
+        raise DataError(_source(params), "no --profile given and no top-level 'profile' key")
+    return str(profile)

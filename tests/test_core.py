@@ -160,3 +160,13 @@ def test_loaded_params_dump_as_plain_yaml(tmp_path):
     path.write_text("a: {b: 1}\n")
     params = config.load_params(path)
     assert yaml.safe_load(yaml.safe_dump(params)) == {"a": {"b": 1}}
+
+
+def test_selected_profile_prefers_the_command_line_then_params(tmp_path):
+    assert config.selected_profile({"profile": "mini"}, "micro") == "micro"
+    assert config.selected_profile({"profile": "mini"}, None) == "mini"
+    path = tmp_path / "p.yaml"
+    path.write_text("a: 1\n")
+    with pytest.raises(DataError) as err:
+        config.selected_profile(config.load_params(path), None)
+    assert str(err.value).startswith(f"{path}: no --profile given")

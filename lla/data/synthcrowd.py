@@ -831,12 +831,10 @@ def generate(settings: SynthSettings, out_dir: str | Path, workers: int | None =
 # --- command line --------------------------------------------------------------------
 
 def run_synth(args: argparse.Namespace) -> int:
-    from lla.config import load_params
+    from lla.config import load_params, selected_profile
 
     params = load_params(args.params)
-    profile = args.profile or params.get("profile")
-    if not profile:
-        raise DataError(args.params, "no --profile given and no top-level 'profile' key")
+    profile = selected_profile(params, args.profile)
     settings = settings_from_params(params, profile, args.params)
     summary = generate(settings, args.out, workers=args.workers, only=args.only)
     for flavour, info in summary.items():

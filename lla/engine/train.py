@@ -39,7 +39,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from lla.config import DEFAULT_PARAMS, load_params
+from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.data.dataset import Batch, CrowdDataset, PadCollate
 from lla.data.sampler import GroupedBatchSampler, aspect_ratio_groups
 from lla.engine import checkpoint as ckpt
@@ -465,9 +465,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    profile = args.profile or params.get("profile")
-    if not profile:
-        raise DataError(args.params, "no --profile and no top-level 'profile'")
+    profile = selected_profile(params, args.profile)
     exp = resolve_experiment(params, args.experiment, profile)
     out_dir = args.out or default_out_dir(profile, exp.name)
     if args.stop_after is not None and args.stop_after < 1:

@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section
+from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_json
 
@@ -116,9 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise DataError(args.params, f"--batch-size must be >= 1, got {args.batch_size}")
     params = load_params(args.params)
-    profile = args.profile or params.get("profile")
-    if not profile:
-        raise DataError(args.params, "no --profile and no top-level 'profile'")
+    profile = selected_profile(params, args.profile)
     from lla.engine import checkpoint as ckpt  # imports torch: only when the command runs
 
     state = ckpt.load_checkpoint(args.checkpoint)

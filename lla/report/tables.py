@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from lla.config import DEFAULT_PARAMS, dataset_source, load_params
+from lla.config import DEFAULT_PARAMS, dataset_source, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text, read_json
 
@@ -298,9 +298,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    profile = args.profile or params.get("profile")
-    if not profile:
-        raise DataError(args.params, "no --profile and no top-level 'profile'")
+    profile = selected_profile(params, args.profile)
     spec = table_spec(params, args.name)
     results = args.results or Path("results") / profile
     cells = build_cells(spec, args.name, results, load_paper_values(args.paper_values),
