@@ -141,14 +141,44 @@ def test_resumed_run_is_bit_identical(reference_run, params_file, tmp_path):
     assert torch.load(out / "model_final.pt", weights_only=True)["iteration"] == ITERATIONS
 
 
-def test_resume_refuses_a_different_model(reference_run, params_file, tmp_path, capsys):
+def test_resume_from_a_given_checkpoint_refuses_a_different_model(reference_run, params_file,
+                                                                   tmp_path, capsys):
     out = tmp_path / "other"
     shutil.copytree(reference_run / "checkpoints", out / "checkpoints")
     code = cli(["train", "--experiment", "retinanet_r50", "--profile", "micro", "--params",
-                str(params_file), "--out", str(out), "--device", "cpu"])
+                str(params_file), "--out", str(out), "--device", "cpu",
+                "--resume", str(ckpt.checkpoint_path(out, ITERATIONS))])
     assert code == 2
     err = capsys.readouterr().err
     assert "iter_0000010.pt" in err and "checkpoint of a different model" in err
+
+
+def test_auto_resume_after_a_settings_change_starts_afresh(reference_run, data_root, tmp_path):
+    # The pipeline reruns a training job when its experiment changes: the old checkpoints
+    # (lr 0.01) must not be resumed under the new settings (lr 0.02); they are set aside.
+    out = tmp_path / "changed"
+    shutil.copytree(reference_run / "checkpoints", out / "checkpoints")
+    changed = write_params(tmp_path / "params.yaml", data_root, base_lr=0.02)
+    assert train(changed, out) == 0
+    assert sorted(p.name for p in (out / "checkpoints.superseded").iterdir()) == [
+        "iter_0000008.pt", "iter_0000010.pt"]
+    final = torch.load(out / "model_final.pt", weights_only=True)
+    assert final["iteration"] == ITERATIONS and final["config"]["train"]["base_lr"] == 0.02
+    assert final["config"]["variant"] == "lla_fcos"
+    reference = weights(reference_run / "model_final.pt")
+    assert any(not torch.equal(reference[k], v) for k, v in final["model"].items())
+
+
+def test_auto_resume_ignores_bookkeeping_settings():
+    from lla.engine.train import changed_settings
+
+    saved = {"model": {"a": 1}, "dataset": "crowdhuman", "input": {}, "seed": 0,
+             "train": {"base_lr": 0.01, "print_every": 20, "checkpoint_every": 100}}
+    same_result = {**saved, "train": {"base_lr": 0.01, "print_every": 1, "checkpoint_every": 5}}
+    assert changed_settings(saved, same_result) == []
+    other = {**saved, "seed": 1, "train": {"base_lr": 0.02, "print_every": 20}}
+    # checkpoint_every is missing from `other`, but it is bookkeeping: not a change
+    assert changed_settings(saved, other) == ["seed", "train.base_lr"]
 
 
 # ---------------------------------------------------------------------------- NaN

@@ -30,6 +30,7 @@ import argparse
 import logging
 import math
 import random
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -423,6 +424,52 @@ class Trainer:
 
 # ---------------------------------------------------------------------------- CLI
 
+#: train settings that change no computed value: a checkpoint saved under other values of
+#: these is resumed as it is (with a warning); any other difference starts afresh.
+BOOKKEEPING_TRAIN_KEYS = frozenset({"checkpoint_every", "keep_last", "keep_checkpoints",
+                                    "print_every", "num_workers", "infer_images_per_device"})
+
+
+def result_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved experiment (``Experiment.to_dict()``) that decides the weights."""
+    train = {k: v for k, v in (config.get("train") or {}).items() if k not in BOOKKEEPING_TRAIN_KEYS}
+    return {"model": config.get("model"), "dataset": config.get("dataset"),
+            "input": config.get("input"), "seed": config.get("seed"), "train": train}
+
+
+def changed_settings(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Names of the result-deciding settings that differ (``model``, ``train.base_lr``, ...)."""
+    old, new = result_settings(saved), result_settings(current)
+    changed = [key for key in ("model", "dataset", "input", "seed") if old[key] != new[key]]
+    changed += [f"train.{key}" for key in sorted(set(old["train"]) | set(new["train"]))
+                if old["train"].get(key) != new["train"].get(key)]
+    return changed
+
+
+def supersede_stale_checkpoints(out_dir: Path, start: Path, exp: Experiment,
+                                info: DistInfo) -> Path | None:
+    """``--resume auto`` after the experiment's settings changed: start afresh.
+
+    The pipeline reruns a training job when its experiment's parameters change; resuming
+    the old run would silently mix two configurations. Its checkpoints are moved to
+    ``checkpoints.superseded/`` (replacing an older such folder), never deleted.
+    Returns ``start`` when the settings are unchanged, else None.
+    """
+    changed = changed_settings(ckpt.load_checkpoint(start)["config"], exp.to_dict())
+    if not changed:
+        return start
+    if info.is_main:
+        logger.warning("the settings changed since %s (%s): starting afresh; the old checkpoints "
+                       "are kept in %s", start, ", ".join(changed),
+                       out_dir / f"{ckpt.CHECKPOINT_DIR}.superseded")
+        superseded = out_dir / f"{ckpt.CHECKPOINT_DIR}.superseded"
+        if superseded.exists():
+            shutil.rmtree(superseded)
+        (out_dir / ckpt.CHECKPOINT_DIR).rename(superseded)
+    barrier(info)
+    return None
+
+
 def resume_checkpoint(out_dir: Path, resume: str) -> Path | None:
     """The checkpoint to start from: ``auto`` the newest in ``out_dir`` (None: from scratch),
     ``never`` none (refused when ``out_dir`` already has checkpoints), else the given path."""
@@ -451,8 +498,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path,
                         help="run directory (default: runs/<profile>/<experiment>)")
     parser.add_argument("--resume", default="auto",
-                        help="auto: continue from the newest checkpoint in --out (default); "
-                             "never: start from scratch; or a checkpoint path")
+                        help="auto: continue from the newest checkpoint in --out (default; a run whose "
+                             "settings changed starts afresh, its checkpoints moved to "
+                             "checkpoints.superseded/); never: start from scratch; or a "
+                             "checkpoint path")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
                         help="parameter file (default: params.yaml)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -481,6 +530,8 @@ def run(args: argparse.Namespace) -> int:
                 raise DataError(args.params, f"invalid training settings: {e}",
                                 record=f"train.{profile} / experiments.{exp.name}") from e
             start = resume_checkpoint(Path(out_dir), args.resume)
+            if start is not None and args.resume == "auto":
+                start = supersede_stale_checkpoints(Path(out_dir), start, exp, info)
             if start is not None:
                 trainer.load_state_dict(ckpt.load_checkpoint(start), start)
                 if info.is_main:
