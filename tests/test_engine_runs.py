@@ -169,6 +169,14 @@ def test_auto_resume_after_a_settings_change_starts_afresh(reference_run, data_r
     assert any(not torch.equal(reference[k], v) for k, v in final["model"].items())
 
 
+def test_data_option_overrides_the_params_data_root(data_root, tmp_path):
+    # params point at an empty data root; --data names the training json directly
+    params = write_params(tmp_path / "params.yaml", tmp_path / "nowhere")
+    train_json = data_root / "synthcrowd" / "micro" / "crowdhuman" / "converted" / "train.json"
+    assert train(params, tmp_path / "run", "--data", str(train_json), "--stop-after", "1") == 0
+    assert ckpt.latest_checkpoint(tmp_path / "run").name == "iter_0000001.pt"
+
+
 def test_auto_resume_ignores_bookkeeping_settings():
     from lla.engine.train import changed_settings
 

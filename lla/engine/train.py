@@ -495,6 +495,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--experiment", required=True, help="a key of the experiments block")
     parser.add_argument("--profile", help="paper | official_code | mini | micro "
                                           "(default: the top-level 'profile' of the params)")
+    parser.add_argument("--data", type=Path,
+                        help="the converted training json (default: the experiment's dataset "
+                             "for the profile, under data_root)")
     parser.add_argument("--out", type=Path,
                         help="run directory (default: runs/<profile>/<experiment>)")
     parser.add_argument("--resume", default="auto",
@@ -523,7 +526,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         with StopRequest() as stop_request:
             try:
-                trainer = Trainer(exp, exp.split_json(params, "train"), out_dir, info)
+                train_json = args.data or exp.split_json(params, "train")
+                trainer = Trainer(exp, train_json, out_dir, info)
             except ValueError as e:  # a bad schedule, optimizer, lr rule, AMP dtype, ...
                 if isinstance(e, DataError):
                     raise

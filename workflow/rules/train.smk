@@ -27,4 +27,4 @@ rule train:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --experiment {wildcards.experiment}"
-        " --profile {wildcards.profile} --out {params.out_dir} > {log} 2>&1"
+        " --profile {wildcards.profile} --data {input} --out {params.out_dir} > {log} 2>&1"
