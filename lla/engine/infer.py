@@ -191,7 +191,8 @@ def infer(args: argparse.Namespace, info: DistInfo) -> int:
     amp_dtype = AMP_DTYPES[exp.train.get("amp_dtype", "float16")] if amp else None
     mine = predict_dataset(model, dataset, batches, device=info.device,
                            num_workers=int(exp.train["num_workers"]),
-                           size_divisible=int(input_cfg["size_divisible"]), amp_dtype=amp_dtype)
+                           size_divisible=int(exp.model["input"]["size_divisibility"]),
+                           amp_dtype=amp_dtype)
     gathered = all_gather_objects(mine, info)
     if info.is_main:
         detections = sorted((d for part in gathered for d in part), key=lambda d: d["index"])

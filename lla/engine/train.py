@@ -235,7 +235,7 @@ class Trainer:
                                            world_size=info.world_size)
         self.loader = DataLoader(
             self.dataset, batch_sampler=self.sampler,
-            collate_fn=PadCollate(int(exp.input["size_divisible"])),
+            collate_fn=PadCollate(int(exp.model["input"]["size_divisibility"])),
             num_workers=int(cfg["num_workers"]), pin_memory=info.device.type == "cuda",
             persistent_workers=False,
             # its own generator: creating a loader iterator then draws no number from the

@@ -75,7 +75,7 @@ def measure(state: dict[str, Any], checkpoint: Path, json_path: Path, input_cfg:
     if count == 0:
         raise DataError(json_path, "no images to analyse")
     loader = DataLoader(Subset(dataset, range(count)), batch_size=batch_size, shuffle=False,
-                        collate_fn=PadCollate(int(input_cfg["size_divisible"])))
+                        collate_fn=PadCollate(int(exp.model["input"]["size_divisibility"])))
     ambiguous = positives = 0
     with torch.no_grad():
         for batch in loader:
