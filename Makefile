@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake data --cores $(CORES) --config profile=$(PROFILE)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake all --profile local --cores $(CORES) --config profile=$(PROFILE)
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q

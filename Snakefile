@@ -1,5 +1,5 @@
 # lla-repro: the one DAG.
-#   download/synth -> convert -> train -> infer -> evaluate / analyse -> tables
+#   download/synth -> convert -> train (+ inference on val) -> evaluate / analyse -> tables
 # Parameters come from params.yaml; choose the profile with `--config profile=NAME`
 # (targets before --config: `snakemake all_tables --cores 2 --config profile=micro`).
 # Rules are thin: each calls one `lla` sub-command; the logic is in the package.
@@ -19,7 +19,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule data:
@@ -33,6 +35,16 @@ rule all_tables:
     """Tables 1-7 of the paper (markdown + csv) for the selected profile."""
     input:
         [table_outputs(PROFILE, table) for table in TABLES],
+
+
+rule all:
+    """Everything: Tables 1-7, Figures 1-5, the paper report (reports/<profile>/) and the
+    training curves (results/<profile>/curves/, DVC plots)."""
+    input:
+        rules.all_tables.input,
+        rules.all_figures.input,
+        rules.report.input,
+        f"results/{PROFILE}/curves",
 
 
 for _table in TABLES:

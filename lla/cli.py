@@ -23,9 +23,10 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "eval": ("evaluate detections: CrowdHuman MR/AP/Recall, CityPersons MR",
              ("lla.eval.crowdhuman", "lla.eval.citypersons")),
     "analyze": ("analyses of trained models: AAR (Table 5), FPN levels, positives",
-                ("lla.eval.assignment_stats",)),
+                ("lla.eval.assignment_stats", "lla.eval.fpn_levels", "lla.eval.positives",
+                 "lla.eval.visible")),
     "report": ("tables (reproduced vs paper values), figures, the paper report",
-               ("lla.report.tables",)),
+               ("lla.report.tables", "lla.report.figures", "lla.report.paper", "lla.report.curves")),
 }
 
 # top-level commands: name -> (help text, module whose add_parser adds exactly that command)

@@ -1,13 +1,14 @@
 """dvc.yaml around the Snakemake DAG, in a temporary git repository on the micro profile.
 
-`dvc repro` runs the `all_tables` stage (scripts/dvc_snakemake.sh -> Snakemake with the
-`local` profile); a branch that changes one parameter reruns only what depends on it, and
+`dvc repro` runs the `all` stage (scripts/dvc_snakemake.sh -> Snakemake's `all`: tables,
+figures and the report, with the `local` profile); a branch that changes one parameter reruns only what depends on it, and
 `dvc metrics diff main` / `dvc params diff main` show the change.
 
 The changed parameter: `analysis.micro.aar.max_images` 4 -> 8, the number of training
 images Table 5's ambiguous-assignment-ratio analysis looks at (micro's CrowdHuman training
-split has 16). Snakemake reruns the four `lla analyze aar` jobs (the option is in their
-command line) and re-renders the tables, but trains nothing; each AAR json then reports
+split has 16). Snakemake reruns the five `lla analyze aar` jobs (four experiments, one of
+them with two seeds in micro; the option is in their command line) and re-renders the
+tables and the report, but trains nothing; each AAR json then reports
 8 images instead of 4 (and other counts of positives), which `dvc metrics diff` shows.
 """
 
@@ -29,7 +30,9 @@ DVC = BIN / "dvc"
 # The files a clone of the repository has that the pipeline reads.
 REPO_FILES = ("Snakefile", "workflow", "params.yaml", "lla", "local", "scripts", "dvc.yaml",
               ".dvcignore", ".gitignore")
-AAR_EXPERIMENTS = ("retinanet_r50", "fcos_ctr_r50", "lla_retinanet_star_a1_r50", "lla_fcos_r50")
+# Table 5's runs in micro: LLA.RetinaNet is also in Table 2, which has 2 seeds there.
+AAR_EXPERIMENTS = ("retinanet_r50", "fcos_ctr_r50", "lla_retinanet_star_a1_r50",
+                   "lla_retinanet_star_a1_r50__seed1", "lla_fcos_r50")
 CHANGED_LINE = "    aar: {max_images: 4}"     # analysis.micro (analysis.mini has 200)
 TIMEOUT_S = 1800
 
@@ -90,6 +93,9 @@ def test_repro_then_metrics_and_params_diff_against_main(tmp_path):
     _run(DVC, "repro", cwd=repo, timeout=TIMEOUT_S)
     for n in range(1, 8):
         assert (repo / "results" / "micro" / "tables" / f"table{n}.md").stat().st_size > 0
+    for n in range(1, 6):
+        assert (repo / "results" / "micro" / "figures" / f"fig{n}.png").stat().st_size > 0
+    assert "Table 7" in (repo / "reports" / "micro" / "paper.md").read_text()
     metrics = json.loads(_run(DVC, "metrics", "show", "--json", cwd=repo))
     # DVC 3: {revision ("" = workspace): {"data": {file: {"data": {metric: value}}}}}
     metric_files = set(metrics[""]["data"])
@@ -104,6 +110,8 @@ def test_repro_then_metrics_and_params_diff_against_main(tmp_path):
     assert "results/micro/metrics/retinanet_r50.json" in tracked
     assert "results/micro/analysis/aar_retinanet_r50.json" in tracked
     assert "results/micro/tables/table1.md" in tracked and "dvc.lock" in tracked
+    assert "reports/micro/paper.md" in tracked
+    assert "reports/micro/paper.html" not in tracked and "results/micro/figures/fig1.png" not in tracked
     assert not [path for path in tracked if not path.endswith(".gitignore")   # DVC's runs/.gitignore
                 and path.startswith(("runs/", "data/", "logs/", "results/micro/detections/"))]
     _run("git", "commit", "--quiet", "--message", "micro results", cwd=repo)

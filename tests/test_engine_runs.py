@@ -223,6 +223,59 @@ def test_non_finite_loss_stops_after_saving_the_last_good_state(reference_run, p
     assert_same_weights(state["model"], weights(ckpt.checkpoint_path(clean, 3)))
 
 
+def test_a_recorded_divergence_flows_to_a_dash_in_the_tables(reference_run, params_file, data_root,
+                                                             tmp_path, monkeypatch, capsys):
+    # --on-diverge record (what the pipeline passes): exit 0, model_final.pt holds the last
+    # good weights marked "diverged", the detections file records it, and the evaluator,
+    # AAR, the visible-box statistic and `lla infer` pass it on; a table shows "—".
+    from lla.models.detector import DenseDetector
+    from lla.report import tables
+
+    original = DenseDetector.compute_losses
+
+    def nan_from_the_fourth_call(self, *args, **kwargs):
+        losses = original(self, *args, **kwargs)
+        nan_from_the_fourth_call.calls += 1
+        if nan_from_the_fourth_call.calls >= 4:
+            losses["loss_cls"] = losses["loss_cls"] * float("inf")
+        return losses
+
+    nan_from_the_fourth_call.calls = 0
+    monkeypatch.setattr(DenseDetector, "compute_losses", nan_from_the_fourth_call)
+    out, dets = tmp_path / "run", tmp_path / "dets.json"
+    val = data_root / "synthcrowd" / "micro" / "crowdhuman" / "converted" / "val.json"
+    assert train(params_file, out, "--on-diverge", "record", "--infer-out", str(dets),
+                 "--infer-data", str(val)) == 0
+    assert "non-finite loss at iteration 4: loss_cls" in capsys.readouterr().err
+    final = torch.load(out / "model_final.pt", weights_only=True)
+    assert final["diverged"] == {"iteration": 4, "terms": ["loss_cls"]} and final["iteration"] == 3
+    assert_same_weights(final["model"], weights(ckpt.checkpoint_path(out, 3)))
+    assert json.loads(dets.read_text()) == {"diverged": {"iteration": 4, "terms": ["loss_cls"]}}
+
+    metrics = tmp_path / "metrics" / "run.json"
+    assert cli(["eval", "crowdhuman", "--gt", str(val), "--dt", str(dets), "--out", str(metrics),
+                "--no-coco", "--no-ji"]) == 0
+    assert json.loads(metrics.read_text())["diverged"] is True
+    aar = tmp_path / "analysis" / "aar_run.json"
+    visible = tmp_path / "visible.json"
+    for command, target in ((["analyze", "aar"], aar), (["analyze", "visible"], visible)):
+        assert cli([*command, "--checkpoint", str(out / "model_final.pt"), "--profile", "micro",
+                    "--params", str(params_file), "--out", str(target)]) == 0
+        result = json.loads(target.read_text())
+        assert result["diverged"] is True and result["iteration"] == 4
+    again = tmp_path / "again.json"
+    assert cli(["infer", "--checkpoint", str(out / "model_final.pt"), "--data", str(val),
+                "--profile", "micro", "--params", str(params_file), "--out", str(again),
+                "--device", "cpu"]) == 0
+    assert json.loads(again.read_text()) == json.loads(dets.read_text())
+    spec = {"title": "T", "dataset": "crowdhuman", "source": "metrics", "columns": {"MR": "MR"},
+            "rows": {"r": {"label": "R", "experiment": "run"}}}
+    [cell] = tables.build_cells(spec, "t", tmp_path, {})
+    assert cell.reproduced is None and cell.reproduced_diverged
+    assert "| R | — |" in tables.render_markdown(spec, [cell], profile="micro",
+                                                 data_source="synthcrowd")
+
+
 # ---------------------------------------------------------------------------- signal
 
 def test_sigterm_saves_and_exits_with_the_requeue_code(data_root, tmp_path):
@@ -337,9 +390,12 @@ def test_infer_writes_coco_results_and_odgt_in_original_pixels(reference_run, da
     low = tmp_path / "low_threshold.pt"
     torch.save(state, low)
     val = data_root / "synthcrowd" / "micro" / "crowdhuman" / "converted" / "val.json"
-    # run at 384 px (the mini input size) on the 256 px images: boxes must come back x 2/3
+    # run the mini profile, set to 384 px, on the 256 px images: boxes must come back x 2/3
     mini_params = tmp_path / "params.yaml"
     write_params(mini_params, data_root)
+    params = yaml.safe_load(mini_params.read_text())
+    params["input"]["mini"] = {"min_size": 384, "max_size": 384}
+    mini_params.write_text(yaml.safe_dump(params, sort_keys=False))
     dets, odgt = tmp_path / "dets.json", tmp_path / "dets.odgt"
     assert cli(["infer", "--checkpoint", str(low), "--data", str(val), "--profile", "mini",
                 "--params", str(mini_params), "--out", str(dets), "--odgt-out", str(odgt),
@@ -396,6 +452,27 @@ def test_infer_writes_coco_results_and_odgt_in_original_pixels(reference_run, da
     for dt in (dets, odgt):
         assert cli(["eval", "crowdhuman", "--gt", str(val), "--dt", str(dt), "--no-ji",
                     "--no-coco"]) == 0
+
+
+def test_train_with_infer_out_writes_what_lla_infer_writes(reference_run, params_file, data_root,
+                                                          tmp_path):
+    # A finished run (a copy of the reference run): `lla train --infer-out` resumes at the
+    # end, trains nothing and runs inference in the same process; the detections equal a
+    # separate `lla infer` of the final model.
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    val = data_root / "synthcrowd" / "micro" / "crowdhuman" / "converted" / "val.json"
+    in_process, separate = tmp_path / "in_process.json", tmp_path / "separate.json"
+    assert train(params_file, run, "--infer-out", str(in_process), "--infer-data", str(val)) == 0
+    assert_same_weights(weights(run / "model_final.pt"), weights(reference_run / "model_final.pt"))
+    assert cli(["infer", "--checkpoint", str(run / "model_final.pt"), "--data", str(val),
+                "--profile", "micro", "--params", str(params_file), "--out", str(separate),
+                "--device", "cpu"]) == 0
+    assert json.loads(in_process.read_text()) == json.loads(separate.read_text())
+    # stopped early (--stop-after): no final model, so no detections either
+    partial, dets = tmp_path / "partial", tmp_path / "partial.json"
+    assert train(params_file, partial, "--stop-after", "2", "--infer-out", str(dets)) == 0
+    assert not dets.exists() and not (partial / "model_final.pt").exists()
 
 
 def test_infer_rejects_a_bad_checkpoint(tmp_path, capsys):

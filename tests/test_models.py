@@ -430,3 +430,20 @@ def test_rescale_uses_the_exact_dataset_scale_when_given():
 def test_postprocess_with_nothing_above_threshold():
     det = one_level([(5, 5)], [[1, 1, 1, 1]], [0.01])
     assert det["boxes"].shape == (0, 4) and det["scores"].shape == (0,)
+
+
+def test_tiny_backbone_depth_picks_the_blocks_per_stage():
+    # {50: 1, 101: 2}: the ResNet-101 rows of the mini profile get two residual blocks after
+    # each stride-2 conv of C3..C5, the ResNet-50 rows one; a depth without an entry fails.
+    from lla.models.backbone import build_backbone
+
+    cfg = {"name": "tiny", "widths": [8, 8, 16, 16], "blocks_per_stage": {50: 1, 101: 2},
+           "norm": "gn", "gn_groups": 4}
+    for depth, blocks in ((50, 1), (101, 2)):
+        backbone = build_backbone(dict(cfg, depth=depth), p6p7_source="p5", out_channels=8)
+        # each stage: the stride-2 ConvNormAct, then `blocks` residual blocks
+        assert [len(stage) - 1 for stage in backbone.body.stages] == [blocks] * 3
+    assert [len(s) - 1 for s in build_backbone(dict(cfg, blocks_per_stage=3), p6p7_source="p5",
+                                                out_channels=8).body.stages] == [3] * 3
+    with pytest.raises(ValueError, match="no entry for depth 152"):
+        build_backbone(dict(cfg, depth=152), p6p7_source="p5", out_channels=8)

@@ -131,7 +131,8 @@ def test_render_by_hand(tmp_path):
     rows = list(csv.DictReader(io.StringIO(tables.render_csv(cells))))
     assert rows[0] == {"row_id": "base", "method": "Base", "column": "MR", "experiment": "base",
                        "reproduced": "50.0", "paper": "59.13", "difference": "-9.13",
-                       "reproduced_status": "ok", "paper_status": "ok"}
+                       "reproduced_status": "ok", "paper_status": "ok", "reproduced_std": "",
+                       "runs": "1", "diverged_runs": "0", "run_values": "50.000000"}
     assert rows[2]["reproduced"] == "" and rows[2]["reproduced_status"] == "diverged"
     assert rows[2]["paper_status"] == "diverged"
 

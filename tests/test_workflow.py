@@ -86,15 +86,18 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("profile, selection", [
-    ("mini", ["--profile", "local"]),            # the local Snakemake profile selects mini
-    ("paper", ["--config", "profile=paper"]),
+@pytest.mark.parametrize("profile, selection, runs, aar_runs", [
+    # mini: Tables 1 and 2 get 3 seeds (params `seeds`): Table 1's 8 experiments and
+    # Table 2's two others (its third is Table 1's LLA.RetinaNet) -> 10 x 2 extra runs
+    # = 42 + 20 = 62; Table 5's four experiments are Table 1's -> 4 x 3 AAR analyses.
+    ("mini", ["--profile", "local"], 62, 12),   # the local Snakemake profile selects mini
+    ("paper", ["--config", "profile=paper"], 42, 4),
 ])
-def test_all_tables_dry_run_shows_every_experiment_once(profile, selection, tmp_path):
+def test_all_tables_dry_run_shows_every_run_once(profile, selection, runs, aar_runs, tmp_path):
     # 42 experiments (Table 1: 8; Table 2: +2 cost variants; Table 3: +3 IoU/GIoU
     # combinations; Table 4: +15 values of K; Table 6: +8 rows; Table 7: 6 on CityPersons;
-    # Table 5 reuses Table 1's models), each trained, inferred and evaluated once; 4 AAR
-    # analyses (Table 5), 7 tables.
+    # Table 5 reuses Table 1's models), each run trained (with its inference on val) and
+    # evaluated once; AAR analyses (Table 5), 7 tables.
     result = _snakemake("all_tables", "--dry-run", "--printshellcmds", *selection,
                         cwd=_pipeline_copy(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -102,18 +105,25 @@ def test_all_tables_dry_run_shows_every_experiment_once(profile, selection, tmp_
     jobs = _jobs(out)
     assert {rule: jobs.get(rule) for rule in ("train", "infer", "evaluate", "analyze_aar",
                                                "table", "all_tables")} == {
-        "train": 42, "infer": 42, "evaluate": 42, "analyze_aar": 4, "table": 7, "all_tables": 1}
+        "train": runs, "infer": None, "evaluate": runs, "analyze_aar": aar_runs, "table": 7,
+        "all_tables": 1}
     assert "runs/{0}/lla_retinanet_star_a1_k16_r50/model_final.pt".format(profile) in out
     assert f"results/{profile}/analysis/aar_fcos_ctr_r50.json" in out
+    assert f"--infer-out results/{profile}/detections/lla_fcos_r50.json" in out
     if profile == "paper":
-        # 8 GPUs per training job, each trained under torchrun; one GPU to infer.
+        # 8 GPUs per training job, each trained (and inferred) under torchrun.
         assert "gpu=8, cpus_per_gpu=4" in out
         assert "torchrun --standalone --nproc_per_node=8 -m lla.cli train" in out
         assert "lla eval crowdhuman" in out and "--no-coco" in out
         assert "download_crowdhuman" in out
+        assert "__seed" not in out
     else:
         assert "gpu=0" in out and "torchrun" not in out
         assert "OMP_NUM_THREADS=1 lla train --experiment" in out
+        assert "runs/mini/lla_fcos_r50__seed2/model_final.pt" in out
+        assert "runs/mini/lla_fcos_r50__seed3" not in out
+        assert "results/mini/metrics/lla_retinanet_star_a1_cls_r50__seed1.json" in out
+        assert "results/mini/analysis/aar_fcos_ctr_r50__seed2.json" in out
 
 
 def test_unknown_profile_and_bad_config_are_reported(tmp_path):
@@ -152,9 +162,16 @@ def _check_table(work: Path, table: str, rows: int, columns: int,
     return cells
 
 
+def torch_load_seed(path):
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)["config"]["seed"]
+
+
 @pytest.mark.slow
 def test_micro_table2_end_to_end(tmp_path):
-    # data -> train (3 LLA cost variants) -> infer -> evaluate -> table, with the local profile.
+    # data -> train + infer (3 LLA cost variants, 2 seeds each in micro) -> evaluate -> table,
+    # with the local profile.
     work = _pipeline_copy(tmp_path)
     result = _snakemake("table2", "--profile", "local", "--config", "profile=micro", cwd=work,
                         timeout=600)
@@ -166,8 +183,22 @@ def test_micro_table2_end_to_end(tmp_path):
     # The paper's "-" of the C_cls row shows as such.
     assert {c["paper_status"] for c in cells if c["row_id"] == "cls"} == {"diverged"}
     for name in ("lla_retinanet_star_a1_cls_r50", "lla_retinanet_star_a1_r50"):
-        assert (work / "logs" / "micro" / "train" / f"{name}.log").is_file()
-        assert (work / "runs" / "micro" / name / "model_final.pt").is_file()
+        for run in (name, f"{name}__seed1"):  # micro: Table 2 has 2 seeds (params `seeds`)
+            assert (work / "logs" / "micro" / "train" / f"{run}.log").is_file()
+            assert (work / "runs" / "micro" / run / "model_final.pt").is_file()
+            assert (work / "results" / "micro" / "detections" / f"{run}.json").is_file()
+    # Each cell is the mean of the two seeds' metrics, which differ (another init and order).
+    for cell in cells:
+        if cell["reproduced_status"] != "ok":
+            continue
+        assert cell["runs"] == "2"
+        runs = [float(v) for v in cell["run_values"].split(";")]
+        assert len(runs) == 2
+        assert float(cell["reproduced"]) == pytest.approx(sum(runs) / 2, abs=1e-4)
+    seeds = [torch_load_seed(work / "runs" / "micro" / run / "model_final.pt")
+             for run in ("lla_retinanet_star_a1_r50", "lla_retinanet_star_a1_r50__seed1")]
+    assert seeds == [0, 1]
+    assert "± " in (work / "results" / "micro" / "tables" / "table2.md").read_text()
 
 
 @pytest.mark.slow

@@ -12,6 +12,9 @@ overrides::
         train: {images_per_device: 1}   # merged over train.defaults + train.<profile>
         seed: 1                         # replaces train.seed
 
+``name`` may also be a run id ``<experiment>__seed<N>`` (:mod:`lla.runs`): the experiment
+trained with seed ``N``.
+
 The resolved :class:`Experiment` is stored in every checkpoint (``config``), so a
 checkpoint rebuilds its detector without params.yaml.
 """
@@ -26,6 +29,7 @@ from typing import Any
 from lla.config import DATASET_ROLES, DEFAULT_PARAMS, converted_json, deep_merge, section
 from lla.errors import DataError
 from lla.models.build import resolve_variant
+from lla.runs import split_run_id
 
 EXPERIMENT_KEYS = ("model", "dataset", "model_overrides", "train", "seed")
 
@@ -71,13 +75,15 @@ def experiment_names(params: dict[str, Any]) -> list[str]:
 
 
 def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Experiment:
-    """Resolve ``experiments.<name>`` for ``profile`` (see the module docstring)."""
+    """Resolve ``experiments.<name>`` for ``profile`` (see the module docstring); ``name``
+    may be a run id (``<experiment>__seed<N>``), which replaces the seed."""
     experiments = params.get("experiments") or {}
-    record = f"experiments.{name}"
-    if name not in experiments:
-        raise DataError(DEFAULT_PARAMS, f"unknown experiment '{name}' (known: "
+    experiment, run_seed = split_run_id(name)
+    record = f"experiments.{experiment}"
+    if experiment not in experiments:
+        raise DataError(DEFAULT_PARAMS, f"unknown experiment '{experiment}' (known: "
                                         f"{', '.join(experiments) or 'none'})", record=record)
-    spec = experiments[name] or {}
+    spec = experiments[experiment] or {}
     unknown = sorted(set(spec) - set(EXPERIMENT_KEYS))
     if unknown:
         raise DataError(DEFAULT_PARAMS, f"unknown keys {', '.join(unknown)} (allowed: "
@@ -91,7 +97,7 @@ def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Exper
     model = deep_merge(resolve_variant(params, spec["model"], profile),
                        spec.get("model_overrides") or {})
     train = deep_merge(section(params, "train", profile), spec.get("train") or {})
-    seed = int(spec.get("seed", train.get("seed", 0)))
+    seed = int(spec.get("seed", train.get("seed", 0))) if run_seed is None else run_seed
     train["seed"] = seed
     return Experiment(name=name, profile=profile, variant=spec["model"], dataset=spec["dataset"],
                       model=model, train=train, input=section(params, "input", profile), seed=seed)

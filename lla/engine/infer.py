@@ -41,6 +41,7 @@ from lla.engine.distributed import (DistInfo, all_gather_objects, cleanup_distri
 from lla.engine.experiment import Experiment
 from lla.engine.train import AMP_DTYPES, build_model, model_inputs
 from lla.errors import DataError
+from lla.eval.diverged import checkpoint_divergence
 from lla.io import atomic_write_json, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -165,6 +166,13 @@ def run(args: argparse.Namespace) -> int:
 
 def infer(args: argparse.Namespace, info: DistInfo) -> int:
     state = ckpt.load_checkpoint(args.checkpoint)
+    record = checkpoint_divergence(state)
+    if record is not None:  # a recorded divergence: no detections, the record passed on
+        if info.is_main:
+            atomic_write_json(args.out, {"diverged": record})
+            logger.warning("%s: the run diverged at iteration %s: no detections -> %s",
+                           args.checkpoint, record.get("iteration"), args.out)
+        return 0
     model, exp = load_model(state, info.device)
     if args.profile is None or args.profile == exp.profile:
         profile, input_cfg = exp.profile, exp.input

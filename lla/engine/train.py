@@ -66,7 +66,14 @@ AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite (the message names the iteration and the term)."""
+    """A loss term became NaN or infinite (the message names the iteration and the term).
+
+    ``iteration``: the iteration whose loss was not finite; ``terms``: the loss terms."""
+
+    def __init__(self, message: str, *, iteration: int, terms: list[str]):
+        super().__init__(message)
+        self.iteration = iteration
+        self.terms = terms
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -419,7 +426,22 @@ class Trainer:
         terms = ", ".join(f"{name} = {value:.6g}" for name, value in values.items())
         raise NonFiniteLossError(
             f"non-finite loss at iteration {self.iteration + 1}: {', '.join(bad)} ({terms}); "
-            f"the last good state (after iteration {self.iteration}) is {path}")
+            f"the last good state (after iteration {self.iteration}) is {path}",
+            iteration=self.iteration + 1, terms=list(bad))
+
+    def save_diverged_model(self, error: NonFiniteLossError) -> Path:
+        """``model_final.pt`` of a run that diverged: the last good weights (the bad step
+        was never applied) and ``diverged: {iteration, terms}`` (lla.eval.diverged)."""
+        path = self.out_dir / ckpt.FINAL_MODEL
+        if self.info.is_main:
+            ckpt.save_checkpoint(path, {"format": ckpt.CHECKPOINT_FORMAT,
+                                        "iteration": self.iteration,
+                                        "model": self.model.state_dict(),
+                                        "config": self.exp.to_dict(),
+                                        "diverged": {"iteration": error.iteration,
+                                                     "terms": error.terms}})
+        barrier(self.info)
+        return path
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -485,6 +507,18 @@ def resume_checkpoint(out_dir: Path, resume: str) -> Path | None:
     return Path(resume)
 
 
+def infer_after_training(args: argparse.Namespace, profile: str, final_model: Path,
+                         info: DistInfo) -> None:
+    """`lla infer --checkpoint final_model --split args.infer_split --out args.infer_out`
+    in this process group (every rank takes part, rank 0 writes)."""
+    from lla.engine.infer import infer  # infer imports this module
+
+    infer(argparse.Namespace(checkpoint=final_model, split=args.infer_split, out=args.infer_out,
+                             odgt_out=None, profile=profile, data=args.infer_data,
+                             params=args.params, images_per_device=None, device=args.device),
+          info)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train one experiment of params.yaml (DDP under torchrun)",
@@ -512,6 +546,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--stop-after", type=int, metavar="ITER",
                         help="stop after this many iterations (saving a checkpoint, exit 0); "
                              "a later run resumes from there")
+    infer_group = parser.add_argument_group(
+        "inference after training",
+        "run `lla infer` on the final model in the same process(es) (saves a process start: "
+        "the pipeline's train job writes the detections too)")
+    infer_group.add_argument("--infer-out", type=Path, metavar="JSON",
+                             help="write the detections of the final model here (COCO results)")
+    infer_group.add_argument("--infer-split", default="val",
+                             help="split of the experiment's dataset to run on (default: val)")
+    infer_group.add_argument("--infer-data", type=Path, metavar="JSON",
+                             help="a converted dataset json instead of the split's")
+    parser.add_argument("--on-diverge", choices=("fail", "record"), default="fail",
+                        help="a non-finite loss: fail (exit 1, default) or record it (exit 0; "
+                             "model_final.pt with the last good weights marked 'diverged', "
+                             "--infer-out as {\"diverged\": ...}: the tables' \"—\")")
     parser.set_defaults(func=run)
 
 
@@ -540,10 +588,22 @@ def run(args: argparse.Namespace) -> int:
                 trainer.load_state_dict(ckpt.load_checkpoint(start), start)
                 if info.is_main:
                     logger.info("resuming from %s (iteration %d)", start, trainer.iteration)
-            return trainer.fit(stop_after=args.stop_after, stop_request=stop_request)
+            code = trainer.fit(stop_after=args.stop_after, stop_request=stop_request)
+        if code == EXIT_OK and args.infer_out is not None and trainer.iteration >= trainer.max_iter:
+            infer_after_training(args, profile, Path(out_dir) / ckpt.FINAL_MODEL, info)
+        return code
     except NonFiniteLossError as e:
         if info.is_main:
             print(f"error: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        if args.on_diverge == "fail":
+            return EXIT_FAILED
+        path = trainer.save_diverged_model(e)
+        if info.is_main:
+            if args.infer_out is not None:
+                atomic_write_json(args.infer_out, {"diverged": {"iteration": e.iteration,
+                                                                "terms": e.terms}})
+            logger.warning("recorded the divergence (--on-diverge record): %s%s", path,
+                           f", {args.infer_out}" if args.infer_out is not None else "")
+        return EXIT_OK
     finally:
         cleanup_distributed()

@@ -23,7 +23,10 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla.config import converted_json, load_params, section, selected_profile
+from lla.eval.diverged import pass_on_checkpoint_divergence
+from lla.eval.model_pass import (add_checkpoint_pass_arguments, assignment_batches,
+                                 check_checkpoint_pass_arguments, load_run_model)
 from lla.errors import DataError
 from lla.io import atomic_write_json
 
@@ -61,33 +64,24 @@ def measure(state: dict[str, Any], checkpoint: Path, json_path: Path, input_cfg:
     """Assign every image of ``json_path`` (the first ``max_images``) with the model of a
     loaded checkpoint ``state`` (read from ``checkpoint``) and count ambiguous / positive
     anchors."""
-    import torch
-    from torch.utils.data import DataLoader, Subset
+    from lla.data.dataset import CrowdDataset
 
-    from lla.data.dataset import CrowdDataset, PadCollate
-    from lla.engine.infer import load_model
-    from lla.engine.train import model_inputs
-
-    device = torch.device("cpu")
-    model, exp = load_model(state, device)
+    model, exp = load_run_model(state)
     dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     if count == 0:
         raise DataError(json_path, "no images to analyse")
-    loader = DataLoader(Subset(dataset, range(count)), batch_size=batch_size, shuffle=False,
-                        collate_fn=PadCollate(int(exp.model["input"]["size_divisibility"])))
     ambiguous = positives = 0
-    with torch.no_grad():
-        for batch in loader:
-            images, targets = model_inputs(batch, device)
-            _, diagnostics = model.compute_losses(images, targets, return_assignments=True)
-            try:
-                counts = ambiguous_counts(diagnostics.assignments,
-                                          [t.ignore for t in diagnostics.targets])
-            except ValueError as e:
-                raise DataError(checkpoint, f"{exp.variant}: {e}") from None
-            ambiguous += counts[0]
-            positives += counts[1]
+    for _, diagnostics, _ in assignment_batches(
+            model, dataset, range(count), batch_size=batch_size,
+            size_divisibility=int(exp.model["input"]["size_divisibility"])):
+        try:
+            counts = ambiguous_counts(diagnostics.assignments,
+                                      [t.ignore for t in diagnostics.targets])
+        except ValueError as e:
+            raise DataError(checkpoint, f"{exp.variant}: {e}") from None
+        ambiguous += counts[0]
+        positives += counts[1]
     return {"AAR": aar(ambiguous, positives), "ambiguous": ambiguous, "positives": positives,
             "images": count, "experiment": exp.name}
 
@@ -97,30 +91,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "aar", help="ambiguous assignment ratio of a checkpoint's assigner (Table 5)",
         description="AAR = positive anchors claimed by more than one GT before the tie-break "
                     "/ positive anchors, over a split, with the checkpoint's assigner.")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model_final.pt")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--split", default="train", help="split to assign (default: train)")
-    parser.add_argument("--max-images", type=int, metavar="N",
-                        help="only the first N images of the split (default: all)")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass")
-    parser.add_argument("--out", type=Path, required=True, help="json to write")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
+    add_checkpoint_pass_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.max_images is not None and args.max_images < 1:
-        raise DataError(args.params, f"--max-images must be >= 1, got {args.max_images}")
-    if args.batch_size < 1:
-        raise DataError(args.params, f"--batch-size must be >= 1, got {args.batch_size}")
+    check_checkpoint_pass_arguments(args)
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     from lla.engine import checkpoint as ckpt  # imports torch: only when the command runs
 
     state = ckpt.load_checkpoint(args.checkpoint)
-    json_path = converted_json(params, profile, state["config"]["dataset"], args.split)
+    if pass_on_checkpoint_divergence(state, args.checkpoint, args.out, profile=profile,
+                                     split=args.split):  # the tables' "—"
+        return 0
+    json_path = args.data or converted_json(params, profile, state["config"]["dataset"], args.split)
     result = measure(state, args.checkpoint, json_path, section(params, "input", profile),
                      max_images=args.max_images, batch_size=args.batch_size)
     result.update(profile=profile, split=args.split, checkpoint=str(args.checkpoint))

@@ -641,6 +641,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lla.eval.diverged import pass_on_detections_divergence
+
+    if pass_on_detections_divergence(args.dt, args.out):  # stopped on a non-finite loss
+        return 0
     metrics = evaluate(args.gt, args.dt, coco=args.coco)
     log.info("CityPersons evaluation of %s\n%s", args.dt, format_metrics(metrics))
     print(json.dumps(metrics, indent=2))

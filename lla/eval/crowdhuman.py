@@ -180,6 +180,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from lla.eval.diverged import pass_on_detections_divergence
+
+    if pass_on_detections_divergence(args.dt, args.out):  # stopped on a non-finite loss
+        return 0
     metrics = evaluate(args.gt, args.dt, ji=args.ji, coco=args.coco)
     text = json.dumps(metrics, indent=2)
     if args.out is not None:

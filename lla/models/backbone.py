@@ -233,7 +233,9 @@ def build_backbone(cfg: dict, *, p6p7_source: str, out_channels: int) -> Backbon
 
     ``cfg`` keys: ``name`` ("resnet50", "resnet101", "tiny"), ``norm``, ``gn_groups``,
     ``weights`` (ResNet: null, a path or "imagenet"), ``frozen_stages`` (ResNet),
-    ``widths`` / ``blocks_per_stage`` (tiny).
+    ``widths`` / ``blocks_per_stage`` (tiny). The tiny body's ``blocks_per_stage`` may map
+    the backbone ``depth`` to a block count (``{50: 1, 101: 2}``), so an experiment that
+    asks for a deeper backbone (the paper's ResNet-101 rows) gets a deeper tiny body too.
     """
     name = cfg["name"]
     if name.startswith("resnet"):
@@ -241,7 +243,14 @@ def build_backbone(cfg: dict, *, p6p7_source: str, out_channels: int) -> Backbon
                            weights=cfg.get("weights"), frozen_stages=cfg.get("frozen_stages", 1),
                            gn_groups=cfg.get("gn_groups", 32))
     elif name == "tiny":
-        body = TinyBody(widths=cfg["widths"], blocks_per_stage=cfg.get("blocks_per_stage", 1),
+        blocks = cfg.get("blocks_per_stage", 1)
+        if isinstance(blocks, dict):
+            depth = cfg.get("depth", 50)
+            if depth not in blocks:
+                raise ValueError(f"tiny backbone: blocks_per_stage has no entry for depth {depth} "
+                                 f"(has: {', '.join(map(str, blocks))})")
+            blocks = blocks[depth]
+        body = TinyBody(widths=cfg["widths"], blocks_per_stage=int(blocks),
                         norm=cfg.get("norm", "gn"), gn_groups=cfg.get("gn_groups", 8))
     else:
         raise ValueError(f"unknown backbone {name!r} (known: resnet50, resnet101, tiny)")

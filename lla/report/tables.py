@@ -12,10 +12,14 @@ Cell values are read from the per-experiment json files of the pipeline:
 * ``source: metrics``  -> ``<results>/metrics/<experiment>.json`` (``lla eval``)
 * ``source: analysis`` -> ``<results>/analysis/aar_<experiment>.json`` (``lla analyze aar``)
 
-Both hold fractions; tables show percent, like the paper. A result json with
-``"diverged": true`` (a training run stopped on a non-finite loss) is shown as "—" with a
-footnote, as is the paper's own "-" (``null`` in ``paper_values.yaml``). A negative value
-(CityPersons: a setup without valid ground truth) is shown as "n/a".
+Both hold fractions; tables show percent, like the paper. An experiment trained with
+several seeds (``seeds`` in params.yaml, run ids from :mod:`lla.runs`) reads one json per
+run and shows ``mean ± std`` (sample standard deviation, n - 1) in the markdown; the csv
+keeps the mean, the std and every run's value. A result json with ``"diverged": true`` (a
+training run stopped on a non-finite loss) is shown as "—" with a footnote, as is the
+paper's own "-" (``null`` in ``paper_values.yaml``); when only some seeds diverged, the
+others are averaged and the cell is marked. A negative value (CityPersons: a setup
+without valid ground truth) is shown as "n/a".
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +38,13 @@ import yaml
 from lla.config import DEFAULT_PARAMS, dataset_source, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text, read_json
+from lla.runs import run_ids
 
 PAPER_VALUES = Path(__file__).with_name("paper_values.yaml")
 SOURCES = ("metrics", "analysis")
 TABLE_KEYS = ("title", "dataset", "source", "columns", "rows")
 DIVERGED_MARK = "—"
+PARTLY_DIVERGED_MARK = "†"
 NOT_AVAILABLE = "n/a"
 DIGITS = 2
 
@@ -46,7 +54,10 @@ class Cell:
     """One cell: the reproduced value and the paper's, in percent.
 
     ``reproduced`` / ``paper`` are None when there is no number: then ``*_diverged`` says
-    whether that is because the run did not converge (else: not available).
+    whether that is because the run(s) did not converge (else: not available).
+    ``reproduced`` is the mean over the experiment's runs that gave a number
+    (``run_values``), ``reproduced_std`` their sample std (None for fewer than two);
+    ``runs`` counts every run, ``diverged_runs`` those that stopped on a non-finite loss.
     """
 
     row_id: str
@@ -57,6 +68,10 @@ class Cell:
     reproduced_diverged: bool
     paper: float | None
     paper_diverged: bool
+    reproduced_std: float | None = None
+    run_values: tuple[float, ...] = ()
+    runs: int = 1
+    diverged_runs: int = 0
 
     @property
     def difference(self) -> float | None:
@@ -188,19 +203,40 @@ def reproduced_value(path: Path, metric: str) -> tuple[float | None, bool]:
     return 100.0 * float(value), False
 
 
+def aggregate_runs(values: list[tuple[float | None, bool]]
+                   ) -> tuple[float | None, float | None, tuple[float, ...], bool, int]:
+    """Combine the ``(percent, diverged)`` of an experiment's runs.
+
+    Returns ``(mean, std, numbers, diverged, diverged_runs)``: the mean and sample std
+    (None below two numbers) of the runs that gave a number; ``diverged`` is True when no
+    run gave a number and at least one diverged (the cell shows "—").
+    """
+    numbers = tuple(v for v, _ in values if v is not None)
+    diverged_runs = sum(1 for _, d in values if d)
+    mean = statistics.fmean(numbers) if numbers else None
+    std = statistics.stdev(numbers) if len(numbers) >= 2 else None
+    return mean, std, numbers, (not numbers and diverged_runs > 0), diverged_runs
+
+
 def build_cells(spec: dict[str, Any], table: str, results_dir: str | Path,
-                paper: dict[str, Any], paper_source: str | Path = PAPER_VALUES) -> list[Cell]:
+                paper: dict[str, Any], paper_source: str | Path = PAPER_VALUES,
+                runs_of: Callable[[str], list[str]] | None = None) -> list[Cell]:
     """Every cell of ``table`` in table order (``paper``: the loaded paper values, read
-    from ``paper_source``)."""
+    from ``paper_source``). ``runs_of(experiment)`` lists the run ids whose jsons are
+    averaged (default: the experiment alone)."""
+    runs_of = runs_of or (lambda experiment: [experiment])
     cells = []
     for row_id, column, experiment in cell_experiments(spec):
-        reproduced, diverged = reproduced_value(
-            result_path(results_dir, spec["source"], experiment), spec["columns"][column])
+        runs = runs_of(experiment)
+        mean, std, numbers, diverged, diverged_runs = aggregate_runs(
+            [reproduced_value(result_path(results_dir, spec["source"], run),
+                              spec["columns"][column]) for run in runs])
         paper_number, paper_diverged = paper_value(paper, table, row_id, column, paper_source)
         cells.append(Cell(row_id=row_id, row_label=spec["rows"][row_id]["label"], column=column,
-                          experiment=experiment, reproduced=reproduced,
-                          reproduced_diverged=diverged, paper=paper_number,
-                          paper_diverged=paper_diverged))
+                          experiment=experiment, reproduced=mean, reproduced_diverged=diverged,
+                          paper=paper_number, paper_diverged=paper_diverged,
+                          reproduced_std=std, run_values=numbers, runs=len(runs),
+                          diverged_runs=diverged_runs))
     return cells
 
 
@@ -212,6 +248,15 @@ def _number(value: float | None, diverged: bool) -> str:
     return f"{value:.{DIGITS}f}"
 
 
+def _reproduced(cell: Cell) -> str:
+    text = _number(cell.reproduced, cell.reproduced_diverged)
+    if cell.reproduced_std is not None:
+        text += f" ± {cell.reproduced_std:.{DIGITS}f}"
+    if cell.reproduced is not None and cell.diverged_runs:
+        text += PARTLY_DIVERGED_MARK
+    return text
+
+
 def _difference(value: float | None) -> str:
     return "" if value is None else f"{value:+.{DIGITS}f}"
 
@@ -221,9 +266,13 @@ def render_markdown(spec: dict[str, Any], cells: list[Cell], *, profile: str,
     """A markdown table: per column the reproduced value, the paper's and the difference."""
     columns = list(spec["columns"])
     dataset = spec["dataset"] if data_source == "download" else f"synthcrowd ({spec['dataset']} layout)"
+    seeds = sorted({c.runs for c in cells})
+    seed_note = "" if seeds == [1] else (
+        f" Experiments with several seeds show mean ± sample std over "
+        f"{' or '.join(map(str, seeds))} seeds (Δ from the mean).")
     lines = [f"#### {spec['title']}", "",
              f"Profile `{profile}`, dataset: {dataset}. Values in percent "
-             f"(reproduced | paper | reproduced - paper).", ""]
+             f"(reproduced | paper | reproduced - paper).{seed_note}", ""]
     header = ["Method"] + [f"{c} {part}" for c in columns for part in ("(ours)", "(paper)", "Δ")]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
@@ -233,13 +282,16 @@ def render_markdown(spec: dict[str, Any], cells: list[Cell], *, profile: str,
     for row_cells in by_row.values():
         parts = [row_cells[0].row_label]
         for cell in row_cells:
-            parts += [_number(cell.reproduced, cell.reproduced_diverged),
+            parts += [_reproduced(cell),
                       _number(cell.paper, cell.paper_diverged), _difference(cell.difference)]
         lines.append("| " + " | ".join(parts) + " |")
     notes = []
     if any(c.reproduced_diverged or c.paper_diverged for c in cells):
         notes.append(f"{DIVERGED_MARK}: training did not converge (stopped on a non-finite loss; "
                      "the paper's \"-\").")
+    if any(c.reproduced is not None and c.diverged_runs for c in cells):
+        notes.append(f"{PARTLY_DIVERGED_MARK}: some of the experiment's seeds did not converge; "
+                     "the value is over the others (csv: runs, diverged_runs).")
     if any((c.reproduced is None and not c.reproduced_diverged)
            or (c.paper is None and not c.paper_diverged) for c in cells):
         notes.append(f"{NOT_AVAILABLE}: no value (no valid ground truth in the setup, or the "
@@ -250,7 +302,8 @@ def render_markdown(spec: dict[str, Any], cells: list[Cell], *, profile: str,
 
 
 CSV_FIELDS = ("row_id", "method", "column", "experiment", "reproduced", "paper", "difference",
-              "reproduced_status", "paper_status")
+              "reproduced_status", "paper_status", "reproduced_std", "runs", "diverged_runs",
+              "run_values")
 
 
 def _status(value: float | None, diverged: bool) -> str:
@@ -270,7 +323,10 @@ def render_csv(cells: list[Cell]) -> str:
             "paper": "" if cell.paper is None else cell.paper,
             "difference": "" if cell.difference is None else round(cell.difference, 6),
             "reproduced_status": _status(cell.reproduced, cell.reproduced_diverged),
-            "paper_status": _status(cell.paper, cell.paper_diverged)})
+            "paper_status": _status(cell.paper, cell.paper_diverged),
+            "reproduced_std": "" if cell.reproduced_std is None else round(cell.reproduced_std, 6),
+            "runs": cell.runs, "diverged_runs": cell.diverged_runs,
+            "run_values": ";".join(f"{v:.6f}" for v in cell.run_values)})
     return out.getvalue()
 
 
@@ -302,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
     spec = table_spec(params, args.name)
     results = args.results or Path("results") / profile
     cells = build_cells(spec, args.name, results, load_paper_values(args.paper_values),
-                        args.paper_values)
+                        args.paper_values, runs_of=lambda e: run_ids(params, e, profile))
     source = dataset_source(params, profile, spec["dataset"])
     atomic_write_text(args.md, render_markdown(spec, cells, profile=profile, data_source=source))
     atomic_write_text(args.csv, render_csv(cells))

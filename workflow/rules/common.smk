@@ -5,6 +5,7 @@
 from pathlib import Path
 
 from lla import config as lla_config
+from lla import runs as lla_runs
 from lla.report import tables as lla_tables
 
 PROFILE = config["profile"]
@@ -42,16 +43,23 @@ def annotation_root(annotation_file, role):
     return str(Path(annotation_file).parents[levels - 1])
 
 
-# --- experiments ----------------------------------------------------------------------
+# --- experiments and their runs ------------------------------------------------------
+# The `{experiment}` wildcard of the rules is a run id: the experiment's name (its first
+# seed) or `<name>__seed<N>` (lla.runs; the seed counts are params.yaml `seeds`).
 
-def experiment_dataset(experiment):
-    """The dataset role (crowdhuman | citypersons) an experiment trains and tests on."""
-    return config["experiments"][experiment]["dataset"]
+def experiment_spec(run):
+    """The ``experiments`` block of a run's experiment."""
+    return config["experiments"][lla_runs.split_run_id(run)[0]]
 
 
-def experiment_json(experiment, profile, split):
-    """The converted json of ``split`` of the experiment's dataset in ``profile``."""
-    return str(lla_config.converted_json(config, profile, experiment_dataset(experiment), split))
+def experiment_dataset(run):
+    """The dataset role (crowdhuman | citypersons) a run trains and tests on."""
+    return experiment_spec(run)["dataset"]
+
+
+def experiment_json(run, profile, split):
+    """The converted json of ``split`` of the run's dataset in ``profile``."""
+    return str(lla_config.converted_json(config, profile, experiment_dataset(run), split))
 
 
 # --- resources (portable names; the slurm profile maps them to sbatch options) ---------
@@ -83,9 +91,17 @@ AAR = lla_config.section(config, "analysis", PROFILE)["aar"]
 def table_inputs(profile, table):
     """The result jsons a table reads (metrics or AAR analyses of its experiments)."""
     spec = lla_tables.table_spec(config, table)
-    return [str(lla_tables.result_path(f"results/{profile}", spec["source"], experiment))
-            for experiment in lla_tables.table_experiments(config, table)]
+    return [str(lla_tables.result_path(f"results/{profile}", spec["source"], run))
+            for experiment in lla_tables.table_experiments(config, table)
+            for run in lla_runs.run_ids(config, experiment, profile)]
 
 
 def table_outputs(profile, table):
     return [f"results/{profile}/tables/{table}.{ext}" for ext in ("md", "csv")]
+
+
+def table_runs(profile):
+    """Every run (run id) the tables read, each once, in table order."""
+    experiments = dict.fromkeys(e for table in TABLES
+                                for e in lla_tables.table_experiments(config, table))
+    return [run for experiment in experiments for run in lla_runs.run_ids(config, experiment, profile)]

@@ -3,6 +3,12 @@
 
 DATA_ROOT = config.get("data_root", "data")
 
+# Downloads run where Snakemake runs (a cluster's login node: compute nodes are often
+# offline), not as Slurm jobs.
+localrules:
+    download_crowdhuman,
+    download_citypersons,
+
 
 wildcard_constraints:
     role="crowdhuman|citypersons",
@@ -18,6 +24,8 @@ rule synth_data:
         "logs/{profile}/synth_data.log",
     params:
         out_dir=lambda wc, output: os.path.dirname(annotation_root(output[0], "crowdhuman")),
+        # the profile's generator settings: editing them regenerates the data (params trigger)
+        settings=lambda wc: lla_config.section(config, "synthcrowd", wc.profile),
     threads: 2
     conda:
         CONDA_ENV

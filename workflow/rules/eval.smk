@@ -1,31 +1,9 @@
-# Inference on the validation split, evaluation with the dataset's protocol, and the
-# analyses of trained models (AAR, Table 5).
+# Evaluation of the detections (written by the training job, see train.smk) with the
+# dataset's protocol, and the analyses of trained models (AAR, Table 5).
 
 # pycocotools' AP is not in any table and slow on CrowdHuman: the protocols' own MR / AP /
 # Recall / JI (CrowdHuman) and MR per setup (CityPersons) are what the tables read.
 EVAL_OPTIONS = {"crowdhuman": "--no-coco", "citypersons": "--no-coco"}
-
-
-rule infer:
-    """Detections of a trained experiment on its dataset's validation split."""
-    input:
-        checkpoint="runs/{profile}/{experiment}/model_final.pt",
-        data=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
-    output:
-        "results/{profile}/detections/{experiment}.json",
-    log:
-        "logs/{profile}/infer/{experiment}.log",
-    threads: lambda wc: job_threads(wc.profile, "infer")
-    resources:
-        gpu=lambda wc: job_resources(wc.profile, "infer")["gpus"],
-        cpus_per_gpu=lambda wc: job_resources(wc.profile, "infer")["cpus_per_gpu"],
-        mem_mb=lambda wc: job_resources(wc.profile, "infer")["mem_mb"],
-        runtime=lambda wc: job_resources(wc.profile, "infer")["runtime"],
-    conda:
-        CONDA_ENV
-    shell:
-        "OMP_NUM_THREADS={threads} lla infer --checkpoint {input.checkpoint} --split val"
-        " --profile {wildcards.profile} --data {input.data} --out {output} > {log} 2>&1"
 
 
 rule evaluate:

@@ -26,3 +26,52 @@ rule table:
         "lla report table {wildcards.table} --profile {wildcards.profile}"
         " --results {params.results_dir} --paper-values {input.paper_values}"
         " --md {output.md} --csv {output.csv} > {log} 2>&1"
+
+
+# The paper report: run facts, Tables 1-7, Figures 1-5 (figures.smk) and the visible-box
+# analyses (analysis.smk), as markdown and a standalone HTML. params.yaml is an input: the
+# report states its digests. Target: `snakemake report` (the selected profile).
+rule paper_report:
+    """reports/<profile>/paper.md and paper.html."""
+    input:
+        tables=lambda wc: [path for table in TABLES for path in table_outputs(wc.profile, table)],
+        figures=lambda wc: [f for f in figure_outputs(wc.profile) if f.endswith(".png")],
+        visible=lambda wc: [str(path) for paths in lla_visible.result_paths(
+            config, wc.profile, f"results/{wc.profile}/analysis").values() for path in paths],
+        settings="params.yaml",
+    output:
+        md="reports/{profile}/paper.md",
+        html="reports/{profile}/paper.html",
+    log:
+        "logs/{profile}/report/paper.log",
+    conda:
+        CONDA_ENV
+    shell:
+        "lla report paper --profile {wildcards.profile} --params {input.settings}"
+        " --tables results/{wildcards.profile}/tables --figures {input.figures}"
+        " --analysis results/{wildcards.profile}/analysis"
+        " --out-md {output.md} --out-html {output.html} > {log} 2>&1"
+
+
+rule report:
+    """The paper report of the selected profile."""
+    input:
+        f"reports/{PROFILE}/paper.md",
+        f"reports/{PROFILE}/paper.html",
+
+
+rule curves:
+    """Every run's training curves (DVCLive) as results/<profile>/curves/<run>.csv, which
+    dvc.yaml declares as plots."""
+    input:
+        lambda wc: [f"runs/{wc.profile}/{run}/model_final.pt" for run in table_runs(wc.profile)],
+    output:
+        directory("results/{profile}/curves"),
+    log:
+        "logs/{profile}/report/curves.log",
+    params:
+        run_dirs=lambda wc, input: " ".join(os.path.dirname(path) for path in input),
+    conda:
+        CONDA_ENV
+    shell:
+        "lla report curves --runs {params.run_dirs} --out-dir {output} > {log} 2>&1"

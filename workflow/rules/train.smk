@@ -1,21 +1,27 @@
-# Training: one job per experiment of params.yaml. The run directory keeps the periodic
-# checkpoints, so a failed attempt (preempted: exit 75 after saving) resumes on retry
-# (`lla train --resume auto`, the default) -- by Snakemake's retries or Slurm's requeue.
+# Training: one job per run (an experiment of params.yaml and one of its seeds, see
+# lla.runs). The run directory keeps the periodic checkpoints, so a failed attempt
+# (preempted: exit 75 after saving) resumes on retry (`lla train --resume auto`, the
+# default) -- by Snakemake's retries or Slurm's requeue. The same job then runs the final
+# model over the validation split (`--infer-out`: `lla infer` in the training process(es),
+# which saves a process start and a queue wait per run).
 
 
 rule train:
-    """Train one experiment: `lla train` (CPU or one GPU) or torchrun over the job's GPUs."""
+    """Train one run and detect on the validation split: `lla train` (CPU or one GPU) or
+    torchrun over the job's GPUs."""
     input:
-        lambda wc: experiment_json(wc.experiment, wc.profile, "train"),
+        train=lambda wc: experiment_json(wc.experiment, wc.profile, "train"),
+        val=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
     output:
-        "runs/{profile}/{experiment}/model_final.pt",
+        checkpoint="runs/{profile}/{experiment}/model_final.pt",
+        detections="results/{profile}/detections/{experiment}.json",
     log:
         "logs/{profile}/train/{experiment}.log",
     params:
         # the experiment's block: editing it reruns the job (Snakemake's params trigger)
-        experiment=lambda wc: config["experiments"][wc.experiment],
+        experiment=lambda wc: experiment_spec(wc.experiment),
         launcher=lambda wc, resources: train_launcher(resources.gpu),
-        out_dir=lambda wc, output: os.path.dirname(output[0]),
+        out_dir=lambda wc, output: os.path.dirname(output.checkpoint),
     threads: lambda wc: job_threads(wc.profile, "train")
     resources:
         gpu=lambda wc: job_resources(wc.profile, "train")["gpus"],
@@ -27,4 +33,6 @@ rule train:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --experiment {wildcards.experiment}"
-        " --profile {wildcards.profile} --data {input} --out {params.out_dir} > {log} 2>&1"
+        " --profile {wildcards.profile} --data {input.train} --out {params.out_dir}"
+        " --infer-out {output.detections} --infer-data {input.val} --on-diverge record"
+        " > {log} 2>&1"

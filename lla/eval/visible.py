@@ -1,0 +1,365 @@
+"""`lla analyze visible`: do a model's positives of occluded persons lie on their visible parts?
+
+    lla analyze visible --checkpoint runs/mini/lla_fcos_r50/model_final.pt --profile mini \\
+        --split train [--max-images N] [--max-vis-ratio 0.7] \\
+        --out results/mini/analysis/visible_lla_fcos_r50.json
+
+The paper argues that LLA, whose cost includes the classification loss, moves the positive
+anchors of an occluded person from its full box onto the body parts that can be seen. This
+measures it: for every non-ignore GT, the fraction of its positive anchors whose anchor
+centre (the point of an anchor point, the centre of an anchor box) lies inside the GT's
+visible box. The anchors are assigned by the checkpoint's own assigner on its own
+predictions, over a split without augmentation, as for ``lla analyze aar``.
+
+GTs are split by the dataset json's ``vis_ratio``: *occluded* when ``vis_ratio <
+max_vis_ratio`` (0.7: CrowdHuman's "partial" and "heavy" occlusion), *non-occluded*
+otherwise (the reference: there the visible box is about the full box). Per group:
+
+* ``gts``: GTs of the group; ``gts_with_positives``: those with at least one positive;
+* ``positives``: their positive anchors; ``inside``: those with the centre in the visible box;
+* ``mean_fraction``: the mean over GTs with positives of ``inside / positives`` (a GT
+  without positives has no fraction and is left out, so every person weighs the same);
+* ``pooled_fraction``: ``sum(inside) / sum(positives)`` (large people, which get more
+  positives, weigh more).
+
+A fraction is null, not 0, when its group has no positive. The visible box is closed: a
+centre exactly on its border counts as inside (the border is the edge of the outermost
+visible pixels). The visible box is the one the dataset returns: scaled with the image and
+clipped to it, like the full box.
+
+Output json: ``{"occluded": {...}, "non_occluded": {...}, "max_vis_ratio", "images",
+"experiment", "profile", "split", "checkpoint"}``.
+
+Torch is imported inside the functions that need it, so `lla analyze --help` stays light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla.errors import DataError
+from lla.eval.diverged import pass_on_checkpoint_divergence
+from lla.eval.model_pass import (add_checkpoint_pass_arguments, assignment_batches,
+                                 check_checkpoint_pass_arguments, load_run_model)
+from lla.io import atomic_write_json, read_json
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_VIS_RATIO = 0.7
+GROUPS = ("occluded", "non_occluded")
+
+
+# ---------------------------------------------------------------------------- per image
+
+def positives_inside_visible(centers: "Tensor", matched_gt: "Tensor", gt_ignore: "Tensor",
+                             vis_boxes: "Tensor") -> tuple["Tensor", "Tensor"]:
+    """Per valid GT of one image: its positive anchors, and those centred in its visible box.
+
+    Args:
+        centers: float (J, 2) anchor centres (x, y), in the pixels of ``vis_boxes``.
+        matched_gt: int64 (J,) the assignment (``>= 0`` a GT index, < 0 not matched).
+        gt_ignore: bool (I,) the ignore flags of the GTs ``matched_gt`` indexes. The N valid
+            GTs come first (``lla.models.detector.to_image_targets``), the ignore boxes after.
+        vis_boxes: float (N, 4) xyxy visible boxes of the valid GTs, in the same order.
+    Returns:
+        ``(positives, inside)``: int64 (N,) each. Anchors of ignore GTs are not positives.
+    Raises:
+        ValueError: the valid GTs are not the first N of ``gt_ignore``.
+    """
+    import torch
+
+    num_valid = vis_boxes.shape[0]
+    if gt_ignore.shape[0] < num_valid or bool(gt_ignore[:num_valid].any()) or bool(
+            (~gt_ignore[num_valid:]).any()):
+        raise ValueError(f"expected {num_valid} valid GTs followed by ignore boxes, got ignore "
+                         f"flags {gt_ignore.tolist()}")
+    positive = (matched_gt >= 0) & (matched_gt < num_valid)
+    gt = matched_gt[positive]                            # (P,) GT of each positive
+    x, y = centers[positive].unbind(-1)                  # (P,) each
+    box = vis_boxes[gt]                                  # (P, 4)
+    inside = (x >= box[:, 0]) & (x <= box[:, 2]) & (y >= box[:, 1]) & (y <= box[:, 3])
+    positives = torch.bincount(gt, minlength=num_valid)
+    inside_counts = torch.bincount(gt[inside], minlength=num_valid)
+    return positives, inside_counts
+
+
+# ---------------------------------------------------------------------------- summary
+
+@dataclass
+class GroupStats:
+    """Counts of one group of GTs (occluded or not) and the per-GT fractions."""
+
+    gts: int = 0
+    gts_with_positives: int = 0
+    positives: int = 0
+    inside: int = 0
+    fraction_sum: float = 0.0   # sum over GTs with positives of inside / positives
+
+    def add(self, positives: Sequence[int], inside: Sequence[int]) -> None:
+        """Add GTs: ``positives[k]`` positive anchors of GT k, ``inside[k]`` of them inside."""
+        for count, hits in zip(positives, inside, strict=True):
+            self.gts += 1
+            self.positives += int(count)
+            self.inside += int(hits)
+            if count:
+                self.gts_with_positives += 1
+                self.fraction_sum += int(hits) / int(count)
+
+    def summary(self) -> dict[str, Any]:
+        return {"gts": self.gts, "gts_with_positives": self.gts_with_positives,
+                "positives": self.positives, "inside": self.inside,
+                "mean_fraction": (self.fraction_sum / self.gts_with_positives
+                                  if self.gts_with_positives else None),
+                "pooled_fraction": self.inside / self.positives if self.positives else None}
+
+
+@dataclass
+class VisibleStats:
+    """Both groups; GTs are routed by ``vis_ratio < max_vis_ratio``."""
+
+    max_vis_ratio: float = DEFAULT_MAX_VIS_RATIO
+    occluded: GroupStats = field(default_factory=GroupStats)
+    non_occluded: GroupStats = field(default_factory=GroupStats)
+
+    def add_image(self, positives: Sequence[int], inside: Sequence[int],
+                  vis_ratios: Sequence[float]) -> None:
+        """One image's valid GTs: counts from :func:`positives_inside_visible`, their
+        ``vis_ratio`` from the dataset json."""
+        if not len(positives) == len(inside) == len(vis_ratios):
+            raise ValueError(f"{len(positives)} positive counts, {len(inside)} inside counts, "
+                             f"{len(vis_ratios)} visibility ratios")
+        for count, hits, ratio in zip(positives, inside, vis_ratios):
+            group = self.occluded if ratio < self.max_vis_ratio else self.non_occluded
+            group.add([count], [hits])
+
+    def summary(self) -> dict[str, Any]:
+        return {"occluded": self.occluded.summary(), "non_occluded": self.non_occluded.summary(),
+                "max_vis_ratio": self.max_vis_ratio}
+
+
+# ---------------------------------------------------------------------------- a checkpoint
+
+def visibility_ratios(json_path: Path) -> dict[int, float]:
+    """``{annotation id: vis_ratio}`` of the valid persons of a converted dataset json."""
+    data = read_json(json_path)
+    try:
+        return {int(ann["id"]): float(ann["vis_ratio"])
+                for ann in data["annotations"] if not ann["ignore"]}
+    except (KeyError, TypeError, ValueError) as e:
+        raise DataError(json_path, f"annotations need 'id', 'ignore' and a numeric "
+                                   f"'vis_ratio' ({type(e).__name__}: {e})") from None
+
+
+def measure(state: dict[str, Any], checkpoint: Path, json_path: Path, input_cfg: dict[str, Any],
+            *, max_images: int | None, batch_size: int, max_vis_ratio: float) -> dict[str, Any]:
+    """Assign the first ``max_images`` images of ``json_path`` with the model of a loaded
+    checkpoint ``state`` (read from ``checkpoint``) and count, per GT, positives inside its
+    visible box. Returns :meth:`VisibleStats.summary` plus ``images`` and ``experiment``."""
+    from lla.data.dataset import CrowdDataset
+
+    model, exp = load_run_model(state)
+    dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
+    count = len(dataset) if max_images is None else min(max_images, len(dataset))
+    if count == 0:
+        raise DataError(json_path, "no images to analyse")
+    vis_ratio = visibility_ratios(json_path)
+    stats = VisibleStats(max_vis_ratio)
+    for batch, diagnostics, _ in assignment_batches(
+            model, dataset, range(count), batch_size=batch_size,
+            size_divisibility=int(exp.model["input"]["size_divisibility"])):
+        for target, assignment, image_targets in zip(
+                batch.targets, diagnostics.assignments, diagnostics.targets, strict=True):
+            positives, inside = positives_inside_visible(
+                diagnostics.anchors.centers, assignment.matched_gt, image_targets.ignore,
+                target["vis_boxes"])
+            stats.add_image(positives.tolist(), inside.tolist(),
+                            [vis_ratio[int(i)] for i in target["annotation_ids"]])
+    return {**stats.summary(), "images": count, "experiment": exp.name}
+
+
+# ---------------------------------------------------------------------------- settings, report
+
+def visible_settings(params: dict[str, Any], profile: str) -> dict[str, Any]:
+    """The validated ``analysis.<profile>.visible`` block (params.yaml)."""
+    source = getattr(params, "path", DEFAULT_PARAMS)
+    record = f"analysis.{profile}.visible"
+    settings = section(params, "analysis", profile).get("visible")
+    if not isinstance(settings, dict):
+        raise DataError(source, "missing block (split, max_images, max_vis_ratio, comparisons)",
+                        record=record)
+    missing = [k for k in ("split", "max_images", "max_vis_ratio", "comparisons")
+               if k not in settings]
+    if missing:
+        raise DataError(source, f"missing {', '.join(missing)}", record=record)
+    ratio = settings["max_vis_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+        raise DataError(source, f"max_vis_ratio must be in (0, 1], got {ratio!r}", record=record)
+    experiments = params.get("experiments") or {}
+    comparisons = settings["comparisons"]
+    if not isinstance(comparisons, list):
+        raise DataError(source, "comparisons must be a list", record=record)
+    for k, pair in enumerate(comparisons):
+        keys = ("lla", "lla_label", "baseline", "baseline_label")
+        if not isinstance(pair, dict) or any(key not in pair for key in keys):
+            raise DataError(source, f"comparison {k} needs {', '.join(keys)}", record=record)
+        for key in ("lla", "baseline"):
+            if pair[key] not in experiments:
+                raise DataError(source, f"comparison {k}: unknown experiment '{pair[key]}'",
+                                record=record)
+    return settings
+
+
+def compared_experiments(settings: dict[str, Any]) -> list[str]:
+    """The experiments of the comparisons, each once: baseline, then LLA, in order."""
+    return list(dict.fromkeys(e for pair in settings["comparisons"]
+                              for e in (pair["baseline"], pair["lla"])))
+
+
+def result_path(analysis_dir: str | Path, run: str) -> Path:
+    """Where the pipeline writes the json of a run (an experiment, or one of its seeds)."""
+    return Path(analysis_dir) / f"visible_{run}.json"
+
+
+def result_paths(params: dict[str, Any], profile: str,
+                 analysis_dir: str | Path) -> dict[str, list[Path]]:
+    """``{experiment: [json of each of its runs]}`` for the compared experiments of
+    ``profile``: what the report reads (and the workflow builds)."""
+    from lla.runs import run_ids
+
+    settings = visible_settings(params, profile)
+    return {experiment: [result_path(analysis_dir, run)
+                         for run in run_ids(params, experiment, profile)]
+            for experiment in compared_experiments(settings)}
+
+
+FRACTIONS = ("mean_fraction", "pooled_fraction")
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """A json written by ``lla analyze visible``, checked for the keys the report reads."""
+    result = read_json(path)
+    if isinstance(result, dict) and result.get("diverged") is True:
+        return result  # a run that stopped on a non-finite loss (lla.eval.diverged)
+    try:
+        for group in GROUPS:
+            for key in (*FRACTIONS, "gts", "gts_with_positives"):
+                value = result[group][key]
+                if value is not None and (isinstance(value, bool)
+                                          or not isinstance(value, (int, float))):
+                    raise TypeError(f"{group}.{key} is {value!r}")
+    except (KeyError, TypeError) as e:
+        raise DataError(path, f"not an `lla analyze visible` result ({e})") from None
+    return result
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample std (n - 1; None below two values) of the non-null values."""
+    import statistics
+
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def _percent_cell(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+
+
+def experiment_row(label: str, results: list[dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
+    """One report row for an experiment's runs, and the means behind it.
+
+    Fractions are averaged over the runs (± sample std for several seeds); a run whose
+    fraction is null (no positive in the group) is left out of that average, as is a run
+    that diverged (its cells read "—" when every run did)."""
+    means: dict[str, Any] = {}
+    diverged = sum(1 for r in results if r.get("diverged") is True)
+    results = [r for r in results if r.get("diverged") is not True]
+    runs = str(len(results) + diverged) + (f" ({diverged} diverged)" if diverged else "")
+    if not results:
+        means.update({f"{group}.{key}": None for group in GROUPS for key in FRACTIONS})
+        return [label, runs, "—"] + ["—"] * (len(GROUPS) * len(FRACTIONS)), means
+    gts = sorted({int(r["occluded"]["gts"]) for r in results})   # runs see the same images
+    cells = [label, runs, str(gts[0]) if len(gts) == 1 else f"{gts[0]}–{gts[-1]}"]
+    for group in GROUPS:
+        for key in FRACTIONS:
+            mean, std = _mean_std([r[group][key] for r in results if r[group][key] is not None])
+            means[f"{group}.{key}"] = mean
+            cells.append(_percent_cell(mean, std))
+    return cells, means
+
+
+COMPARISON_HEADER = ["Method", "runs", "occluded GTs",
+                     "occluded: mean", "occluded: pooled",
+                     "non-occluded: mean", "non-occluded: pooled"]
+
+
+def comparison_rows(settings: dict[str, Any],
+                    results: dict[str, list[dict[str, Any]]]) -> list[list[str]]:
+    """Rows of the report's table: per comparison the baseline, LLA and LLA - baseline
+    (percentage points). ``results``: experiment -> the results of its runs."""
+    rows = []
+    for pair in settings["comparisons"]:
+        baseline, base_means = experiment_row(pair["baseline_label"], results[pair["baseline"]])
+        lla, lla_means = experiment_row(pair["lla_label"], results[pair["lla"]])
+        delta = [f"Δ {pair['lla_label']} − {pair['baseline_label']} (pp)", "", ""]
+        for key in base_means:
+            a, b = lla_means[key], base_means[key]
+            delta.append("n/a" if a is None or b is None else f"{100 * (a - b):+.1f}")
+        rows += [baseline, lla, delta]
+    return rows
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "visible", help="fraction of occluded GTs' positives centred in their visible box",
+        description="For occluded (vis_ratio < --max-vis-ratio) and other non-ignore GTs: the "
+                    "fraction of each GT's positive anchors, assigned by the checkpoint's "
+                    "assigner, whose centre lies inside the GT's visible box.")
+    add_checkpoint_pass_arguments(parser)
+    parser.add_argument("--max-vis-ratio", type=float, default=DEFAULT_MAX_VIS_RATIO,
+                        metavar="R", help="a GT is occluded when its vis_ratio is below R "
+                                          f"(default: {DEFAULT_MAX_VIS_RATIO})")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_checkpoint_pass_arguments(args)
+    if not 0.0 < args.max_vis_ratio <= 1.0:
+        raise DataError(args.params, f"--max-vis-ratio must be in (0, 1], got {args.max_vis_ratio}")
+    params = load_params(args.params)
+    profile = selected_profile(params, args.profile)
+    from lla.engine import checkpoint as ckpt  # imports torch: only when the command runs
+
+    state = ckpt.load_checkpoint(args.checkpoint)
+    if pass_on_checkpoint_divergence(state, args.checkpoint, args.out, profile=profile,
+                                     split=args.split):
+        return 0
+    json_path = args.data or converted_json(params, profile, state["config"]["dataset"], args.split)
+    result = measure(state, args.checkpoint, json_path, section(params, "input", profile),
+                     max_images=args.max_images, batch_size=args.batch_size,
+                     max_vis_ratio=args.max_vis_ratio)
+    result.update(profile=profile, split=args.split, checkpoint=str(args.checkpoint))
+    atomic_write_json(args.out, result, indent=1)
+    occluded = result["occluded"]
+    logger.info("occluded GTs: %s of positives inside the visible box (mean over %d GTs), "
+                "%s pooled (%d / %d); %d images -> %s",
+                _percent(occluded["mean_fraction"]), occluded["gts_with_positives"],
+                _percent(occluded["pooled_fraction"]), occluded["inside"], occluded["positives"],
+                result["images"], args.out)
+    return 0
+
+
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.2f}%"
