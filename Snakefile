@@ -45,6 +45,7 @@ rule all:
         rules.all_figures.input,
         rules.report.input,
         f"results/{PROFILE}/curves",
+        f"results/{PROFILE}/tables/claims.md",
 
 
 for _table in TABLES:

@@ -26,7 +26,8 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
                 ("lla.eval.assignment_stats", "lla.eval.fpn_levels", "lla.eval.positives",
                  "lla.eval.visible")),
     "report": ("tables (reproduced vs paper values), figures, the paper report",
-               ("lla.report.tables", "lla.report.figures", "lla.report.paper", "lla.report.curves")),
+               ("lla.report.tables", "lla.report.figures", "lla.report.paper", "lla.report.curves",
+                "lla.report.claims")),
 }
 
 # top-level commands: name -> (help text, module whose add_parser adds exactly that command)

@@ -49,7 +49,8 @@ def inputs(tmp_path):
         spec = report_tables.table_spec(params, name)
         cells = [report_tables.Cell(row_id=row, row_label=spec["rows"][row]["label"],
                                     column=column, experiment=experiment, reproduced=12.345,
-                                    reproduced_diverged=False, paper=10.0, paper_diverged=False)
+                                    reproduced_diverged=False, paper=10.0, paper_diverged=False,
+                                    run_values=(12.345,))
                  for row, column, experiment in report_tables.cell_experiments(spec)]
         report_tables.atomic_write_text(tables_dir / f"{name}.md", report_tables.render_markdown(
             spec, cells, profile=PROFILE, data_source="synthcrowd"))
@@ -105,6 +106,15 @@ def test_report_has_every_section_and_embeds_the_figures(inputs):
         assert f"Figure {n}." in page
     assert page.count("data:image/png;base64,") == 5
     assert md.index("### Figure 1") < md.index("### Figure 5")
+    # The claims of params.yaml, checked on those tables: every table cell is 12.345, so each
+    # table claim sees no difference; the visible-box claims see LLA 55 % vs 40 % (one run
+    # each in micro): +15 points, the sign alone.
+    assert md.index("## The paper's claims on this run") < md.index("## Tables")
+    assert "<h2>The paper's claims on this run</h2>" in page
+    for claim in params["claims"]:
+        assert claim["claim"] in md
+    assert "| LLA.FCOS lowers MR vs FCOS (Table 1) | 12.35 (1 run) | 12.35 (1 run) | +0.00 |  | equal (1 run) |" in md
+    assert "| 55.00 (1 run) | 40.00 (1 run) | +15.00 |  | holds (1 run) |" in md
     # The visible-box table: baseline 40.0, LLA 55.0 (± 0.0 when the profile has several
     # seeds), difference +15.0 points, for both pairs.
     for label in ("LLA.FCOS", "FCOS w/ centerness", "LLA.RetinaNet*(#A=1)", "RetinaNet*(#A=1)"):

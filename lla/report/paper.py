@@ -51,6 +51,7 @@ from lla.config import (DATASET_ROLES, DEFAULT_PARAMS, dataset_root, dataset_sou
 from lla.errors import DataError
 from lla.eval import visible
 from lla.io import atomic_write_text
+from lla.report import claims as lla_claims
 from lla.report import tables as report_tables
 
 TITLE = "LLA: Loss-aware Label Assignment for Dense Pedestrian Detection — reproduction report"
@@ -259,9 +260,13 @@ def visible_intro(settings: dict[str, Any]) -> str:
 
 def render_markdown(facts: list[tuple[str, str]], tables: list[TableInput],
                     figures: list[FigureInput], visible_settings: dict[str, Any],
-                    visible_rows: list[list[str]], out_md: Path) -> str:
+                    visible_rows: list[list[str]], out_md: Path,
+                    claims_md: str | None = None) -> str:
+    """The markdown report; ``claims_md``: :func:`lla.report.claims.render_markdown`'s text."""
     lines = [f"# {TITLE}", "", "## Run", ""]
     lines += [f"- **{label}**: {text}" for label, text in facts]
+    if claims_md:
+        lines += ["", claims_md.replace("#### ", "## ", 1).rstrip()]
     lines += ["", "## Tables", ""]
     for table in tables:
         lines += [table.markdown.rstrip("\n"), ""]
@@ -372,13 +377,20 @@ def _html_simple_table(header: list[str], rows: list[list[str]]) -> str:
 
 def render_html(facts: list[tuple[str, str]], tables: list[TableInput],
                 figures: list[FigureInput], visible_settings: dict[str, Any],
-                visible_rows: list[list[str]], profile: str) -> str:
+                visible_rows: list[list[str]], profile: str,
+                claims: list[lla_claims.Verdict] | None = None) -> str:
     parts = ["<!DOCTYPE html>", "<html lang=\"en\">", "<head>", "<meta charset=\"utf-8\">",
              f"<title>{html.escape(TITLE)}</title>", f"<style>{STYLE}</style>", "</head>",
              "<body>", f"<h1>{html.escape(TITLE)}</h1>", "<h2>Run</h2>", "<table>"]
     parts += [f"<tr><th>{html.escape(label)}</th><td>{_inline(text)}</td></tr>"
               for label, text in facts]
-    parts += ["</table>", "<h2>Tables</h2>"]
+    parts.append("</table>")
+    if claims:
+        parts += ["<h2>The paper's claims on this run</h2>",
+                  f"<p>{_inline(lla_claims.render_markdown(claims, profile).splitlines()[2])}</p>",
+                  _html_simple_table(lla_claims.HEADER,
+                                     [lla_claims.verdict_cells(v) for v in claims])]
+    parts.append("<h2>Tables</h2>")
     parts += [html_table(table, profile) for table in tables]
     parts.append("<h2>Figures</h2>")
     for figure in figures:
@@ -426,9 +438,11 @@ def run(args: argparse.Namespace) -> int:
     tables = [load_table(params, profile, name, args.tables) for name in params.get("tables") or {}]
     figures = load_figures(list(args.figures))
     settings, visible_rows = load_visible(params, profile, args.analysis)
+    claims = lla_claims.check_claims(params, profile, args.tables, args.analysis)
     facts = run_facts(params, args.params, profile)
     atomic_write_text(args.out_md, render_markdown(facts, tables, figures, settings,
-                                                   visible_rows, args.out_md))
+                                                   visible_rows, args.out_md,
+                                                   lla_claims.render_markdown(claims, profile)))
     atomic_write_text(args.out_html, render_html(facts, tables, figures, settings,
-                                                 visible_rows, profile))
+                                                 visible_rows, profile, claims))
     return 0

@@ -75,3 +75,25 @@ rule curves:
         CONDA_ENV
     shell:
         "lla report curves --runs {params.run_dirs} --out-dir {output} > {log} 2>&1"
+
+
+rule claims:
+    """The paper's claims (params.yaml `claims`) checked on the tables, with the seeds' spread."""
+    input:
+        tables=lambda wc: [path for table in TABLES for path in table_outputs(wc.profile, table)],
+        visible=lambda wc: [str(path) for paths in lla_visible.result_paths(
+            config, wc.profile, f"results/{wc.profile}/analysis").values() for path in paths],
+    output:
+        md="results/{profile}/tables/claims.md",
+        csv="results/{profile}/tables/claims.csv",
+    log:
+        "logs/{profile}/report/claims.log",
+    params:
+        claims=config.get("claims", []),  # edits re-check
+        tables_dir=lambda wc, output: os.path.dirname(output.md),
+    conda:
+        CONDA_ENV
+    shell:
+        "lla report claims --profile {wildcards.profile} --tables {params.tables_dir}"
+        " --analysis results/{wildcards.profile}/analysis --md {output.md} --csv {output.csv}"
+        " > {log} 2>&1"
