@@ -1,6 +1,6 @@
 """The Snakemake DAG: its shape for every profile (dry runs), lint, config validation, and
-the micro profile end to end (data; one table by default; all tables with
-LLA_TEST_ALL_TABLES=1)."""
+the micro profile end to end: Table 2 (two seeds) with the local profile, and the whole
+micro `all` (tables, figures, claims, curves, report)."""
 
 import csv
 import json
@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
@@ -53,7 +54,7 @@ def test_paper_profile_dry_run_downloads_the_official_datasets(tmp_path):
 # ---------------------------------------------------------------------------- the whole DAG
 
 PIPELINE_FILES = ("Snakefile", "params.yaml", "environment.yml")
-PIPELINE_DIRS = ("workflow", "local")
+PIPELINE_DIRS = ("workflow", "local", "slurm")
 
 
 def _pipeline_copy(tmp_path: Path) -> Path:
@@ -92,6 +93,7 @@ def test_lint_is_clean():
     # = 42 + 20 = 62; Table 5's four experiments are Table 1's -> 4 x 3 AAR analyses.
     ("mini", ["--profile", "local"], 62, 12),   # the local Snakemake profile selects mini
     ("paper", ["--config", "profile=paper"], 42, 4),
+    ("paper", ["--profile", "slurm"], 42, 4),   # the slurm Snakemake profile selects paper
 ])
 def test_all_tables_dry_run_shows_every_run_once(profile, selection, runs, aar_runs, tmp_path):
     # 42 experiments (Table 1: 8; Table 2: +2 cost variants; Table 3: +3 IoU/GIoU
@@ -202,14 +204,25 @@ def test_micro_table2_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("LLA_TEST_ALL_TABLES") != "1",
-                    reason="the micro all_tables run takes minutes: set LLA_TEST_ALL_TABLES=1")
-def test_micro_all_tables_end_to_end(tmp_path):
+def test_micro_all_end_to_end(tmp_path):
+    # The README's main chain on micro with the local Snakemake profile: every table, figure,
+    # the claims, the training curves and the report.
     work = _pipeline_copy(tmp_path)
-    result = _snakemake("all_tables", "--cores", "2", "--config", "profile=micro", cwd=work,
+    result = _snakemake("all", "--profile", "local", "--config", "profile=micro", cwd=work,
                         timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     shapes = {"table1": (8, 3), "table2": (3, 3), "table3": (4, 2), "table4": (16, 2),
               "table5": (2, 2), "table6": (12, 3), "table7": (6, 2)}
     for table, (rows, columns) in shapes.items():
         _check_table(work, table, rows, columns, allow_missing=table == "table7")
+    results = work / "results" / "micro"
+    for n in range(1, 6):
+        assert (results / "figures" / f"fig{n}.png").read_bytes().startswith(b"\x89PNG")
+    claims = (results / "tables" / "claims.csv").read_text()
+    assert claims.count("\n") == 1 + len(yaml.safe_load((work / "params.yaml").read_text())["claims"])
+    # one curves csv per run the tables read (45: Table 2's three experiments have 2 seeds)
+    curves = sorted(p.stem for p in (results / "curves").glob("*.csv"))
+    assert len(curves) == 45 and "lla_retinanet_star_a1_cls_r50__seed1" in curves
+    assert (results / "curves" / "lla_fcos_r50.csv").read_text().startswith("step,loss,")
+    report = (work / "reports" / "micro" / "paper.md").read_text()
+    assert "## The paper's claims on this run" in report and "Table 7" in report

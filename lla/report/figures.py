@@ -446,6 +446,9 @@ def _detections_by_image(path: Path) -> dict[int, list[dict[str, Any]]]:
         detections = read_json(path)
     except FileNotFoundError:
         raise DataError(path, "file not found (made by lla infer)") from None
+    if isinstance(detections, dict) and "diverged" in detections:
+        raise DataError(path, "the run diverged (non-finite loss): no predictions to draw; "
+                              "pick another experiment in params `figures`")
     if not isinstance(detections, list):
         raise DataError(path, "expected a COCO results list [{image_id, bbox, score}]")
     by_image: dict[int, list[dict[str, Any]]] = {}
