@@ -10,13 +10,16 @@ The workflow runs in a temporary copy of the repository's workflow files, with t
 analysis, table rendering) on micro's 42 experiments (45 runs: Table 2 has two seeds in
 micro). Test-only options:
 
-* `--groups ... --group-components exp=8`: the train -> evaluate chains (and AAR analyses)
-  of eight runs go into one Slurm job. The work is the same; what shrinks is the per-job
-  overhead (sbatch, a Snakemake process per job, the plugin's polling) on a 2-core machine.
+* `--groups ... --group-components runs=2 evaluations=2`: the trainings (and AAR
+  analyses) of two runs go into one Slurm job, and two evaluations into another (a group's
+  jobs must ask for the same GPU type, so CPU-only evaluations are not grouped with GPU
+  jobs; and a group job asks for the summed CPUs and memory of its parallel jobs, so
+  larger groups would not fit the 2-CPU test node). The work is the same; what shrinks is
+  the per-job overhead (sbatch, a Snakemake process per job, the plugin's polling).
 * `--slurm-init-seconds-before-status-checks 5`: poll squeue every 5 s instead of 40 s.
 
 Evidence that Slurm ran the jobs: Snakemake's "submitted with SLURM jobid N" lines, a Slurm
-log file per job, and squeue (which lists finished jobs for MinJobAge=600 s; there is no
+log file per job, and squeue (which lists finished jobs for MinJobAge=3600 s; there is no
 accounting database for sacct) reporting every one of those job ids COMPLETED.
 """
 
@@ -122,8 +125,8 @@ def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
     command = [str(BIN / "snakemake"), TARGET, "--profile", "slurm",
                "--config", "profile=micro",   # data_root stays `data`, inside the copy
                "--slurm-init-seconds-before-status-checks", "5",
-               "--groups", "train=exp", "evaluate=exp", "analyze_aar=exp",
-               "--group-components", "exp=8"]
+               "--groups", "train=runs", "analyze_aar=runs", "evaluate=evaluations",
+               "--group-components", "runs=2", "evaluations=2"]
     started = time.monotonic()
     returncode = _run_until_done(command, workdir, log_path, SNAKEMAKE_TIMEOUT_S)
     elapsed = time.monotonic() - started
@@ -144,8 +147,8 @@ def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
     rendered = {match for path in table_logs
                 for match in re.findall(r"lla report table (table\d)", path.read_text())}
     assert rendered == set(TABLES)
-    # ... and so was every checkpoint (train jobs are grouped with evaluate and AAR).
-    trained = {match for _, path in submitted if "/group_exp_" in path
+    # ... and so was every checkpoint (train jobs are grouped with other runs' and AAR).
+    trained = {match for _, path in submitted if "/group_runs_" in path
                for match in re.findall(r"lla train --experiment (\S+)", Path(path).read_text())}
     checkpoints = {path.parent.name for path in (workdir / "runs" / "micro").glob("*/model_final.pt")}
     assert checkpoints and trained == checkpoints

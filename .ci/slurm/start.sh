@@ -7,8 +7,9 @@
 # The settings follow /work/shared/spec/measured.md ("Slurm ... on localhost"):
 # proctrack/linuxproc + task/none (no cgroups: device constraints on fake GPUs broke
 # /dev/null inside jobs), select/cons_tres with CR_Core_Memory and DefMemPerCPU (else a job
-# without --mem takes the whole node), MinJobAge=600 (squeue must still list finished jobs
-# when Snakemake's slurm plugin polls; there is no accounting database), and
+# without --mem takes the whole node), MinJobAge=3600 (squeue must still list finished jobs
+# when Snakemake's slurm plugin polls and when the test checks every job of a long run;
+# there is no accounting database), and
 # SlurmdParameters=config_overrides (the declared node may differ from the hardware).
 #
 # Stop everything with .ci/slurm/stop.sh.  Environment knobs (defaults in brackets):
@@ -65,7 +66,7 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=$def_mem_per_cpu
-MinJobAge=600
+MinJobAge=3600
 SlurmdParameters=config_overrides
 ReturnToService=2
 MpiDefault=none
