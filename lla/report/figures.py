@@ -183,19 +183,27 @@ def xywh_to_xyxy(boxes: Any) -> np.ndarray:
     return array
 
 
-def figure_inches(name: str, rows: int, cols: int, panel: float) -> tuple[float, float]:
-    """(width, height) of a figure with ``rows x cols`` panels."""
+def figure_inches(name: str, rows: int, cols: int, panel: float,
+                  aspect: float = 1.0) -> tuple[float, float]:
+    """(width, height) of a figure with ``rows x cols`` panels of ``panel`` inches wide and
+    ``aspect`` x ``panel`` high (the drawn images' height / width)."""
     width = panel * (SCATTER_ASPECT if name == "fig3" else 1.0)
-    return cols * width, rows * panel + HEADER_INCHES
+    return cols * width, rows * panel * aspect + HEADER_INCHES
+
+
+def panel_aspect(data: dict[str, Any], image_ids: Sequence[int]) -> float:
+    """Height / width of the tallest of the drawn images of a dataset json ``data``."""
+    sizes = {image["id"]: image for image in data["images"]}
+    return max((sizes[i]["height"] / sizes[i]["width"] for i in image_ids), default=1.0)
 
 
 # ------------------------------------------------------------------ drawing
 
-def _new_figure(name: str, rows: int, cols: int, settings: dict[str, Any]):
+def _new_figure(name: str, rows: int, cols: int, settings: dict[str, Any], aspect: float = 1.0):
     from matplotlib.figure import Figure
 
     panel = float(settings["panel_inches"])
-    fig = Figure(figsize=figure_inches(name, rows, cols, panel), dpi=int(settings["dpi"]))
+    fig = Figure(figsize=figure_inches(name, rows, cols, panel, aspect), dpi=int(settings["dpi"]))
     header = HEADER_INCHES / fig.get_figheight()
     left = {"fig3": 0.12, "fig4": 0.3 / fig.get_figwidth()}.get(name, 0.02)  # row labels
     fig.subplots_adjust(left=left, right=0.98,
@@ -320,7 +328,8 @@ def positives_figure(name: str, inputs: Sequence[Path], labels: Sequence[str],
             raise DataError(path, f"other images than {inputs[0]}: analyse all with the "
                                   f"same split and --images")
     paths = _image_paths(Path(runs[0]["data"]))
-    fig, axes = _new_figure(name, len(images), len(runs), settings)
+    aspect = panel_aspect(read_json(Path(runs[0]["data"])), [i["image_id"] for i in images])
+    fig, axes = _new_figure(name, len(images), len(runs), settings, aspect)
     what = "hand-crafted label assignment" if name == "fig1" else "LLA's label assignment"
     _header(fig, f"Fig. {name[-1]}. Positive anchors of {', '.join(labels)} ({what})",
             f"{len(images)} most crowded {runs[0].get('split', '')} images of profile {profile}"
@@ -344,7 +353,8 @@ def evolution_figure(inputs: Sequence[Path], labels: Sequence[str], settings: di
     run = _read_positives(inputs[0])
     paths = _image_paths(Path(run["data"]))
     checkpoints = run["checkpoints"]
-    fig, axes = _new_figure("fig4", len(checkpoints), len(run["images"]), settings)
+    aspect = panel_aspect(read_json(Path(run["data"])), [i["image_id"] for i in run["images"]])
+    fig, axes = _new_figure("fig4", len(checkpoints), len(run["images"]), settings, aspect)
     _header(fig, f"Fig. 4. Evolution of {labels[0]}'s positive anchors during training",
             f"rows: checkpoints; columns: the {len(run['images'])} most crowded "
             f"{run.get('split', '')} images of profile {profile}; each GT on its main FPN level",
@@ -482,7 +492,8 @@ def predictions_figure(inputs: Sequence[Path], labels: Sequence[str], settings: 
         if ann["image_id"] in gts:
             (ignores if ann["ignore"] else gts)[ann["image_id"]].append(ann["bbox"])
     runs = [_detections_by_image(path) for path in inputs]
-    fig, axes = _new_figure("fig5", len(image_ids), len(runs), settings)
+    fig, axes = _new_figure("fig5", len(image_ids), len(runs), settings,
+                            panel_aspect(data, image_ids))
     font = _font(settings)
     _header(fig, f"Fig. 5. Predictions of {', '.join(labels)} on crowded val images",
             f"detections with score ≥ {score_thresh:g} matched greedily to GTs at IoU ≥ "
