@@ -41,7 +41,7 @@ from lla.engine.distributed import (DistInfo, all_gather_objects, cleanup_distri
 from lla.engine.experiment import Experiment
 from lla.engine.train import AMP_DTYPES, build_model, model_inputs
 from lla.errors import DataError
-from lla.eval.diverged import checkpoint_divergence
+from lla.eval.diverged import checkpoint_divergence, write_diverged_detections
 from lla.io import atomic_write_json, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def infer(args: argparse.Namespace, info: DistInfo) -> int:
     record = checkpoint_divergence(state)
     if record is not None:  # a recorded divergence: no detections, the record passed on
         if info.is_main:
-            atomic_write_json(args.out, {"diverged": record})
+            write_diverged_detections(args.out, record)
             logger.warning("%s: the run diverged at iteration %s: no detections -> %s",
                            args.checkpoint, record.get("iteration"), args.out)
         return 0

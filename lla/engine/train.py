@@ -52,6 +52,7 @@ from lla.engine.progress import TrainingLog
 from lla.engine.schedule import ScheduleIterations, WarmupMultiStepLR, schedule_iterations
 from lla.engine.signals import EXIT_REQUEUE, StopRequest
 from lla.errors import DataError
+from lla.eval.diverged import write_diverged_detections
 from lla.io import atomic_write_json
 from lla.models.build import detector_from_config
 
@@ -318,13 +319,18 @@ class Trainer:
         it = self.iteration
         return it % self.checkpoint_every == 0 or it in self.keep_iterations or it == self.max_iter
 
-    def save_final_model(self) -> Path:
+    def save_final_model(self, diverged: dict[str, Any] | None = None) -> Path:
+        """``model_final.pt``: the current weights and the experiment; with ``diverged``
+        (``{iteration, terms}``, lla.eval.diverged) also the record of a run that stopped on
+        a non-finite loss (its weights are then the last good ones: the bad step was never
+        applied)."""
         path = self.out_dir / ckpt.FINAL_MODEL
         if self.info.is_main:
-            ckpt.save_checkpoint(path, {"format": ckpt.CHECKPOINT_FORMAT,
-                                        "iteration": self.iteration,
-                                        "model": self.model.state_dict(),
-                                        "config": self.exp.to_dict()})
+            state = {"format": ckpt.CHECKPOINT_FORMAT, "iteration": self.iteration,
+                     "model": self.model.state_dict(), "config": self.exp.to_dict()}
+            if diverged is not None:
+                state["diverged"] = diverged
+            ckpt.save_checkpoint(path, state)
         barrier(self.info)
         return path
 
@@ -428,20 +434,6 @@ class Trainer:
             f"non-finite loss at iteration {self.iteration + 1}: {', '.join(bad)} ({terms}); "
             f"the last good state (after iteration {self.iteration}) is {path}",
             iteration=self.iteration + 1, terms=list(bad))
-
-    def save_diverged_model(self, error: NonFiniteLossError) -> Path:
-        """``model_final.pt`` of a run that diverged: the last good weights (the bad step
-        was never applied) and ``diverged: {iteration, terms}`` (lla.eval.diverged)."""
-        path = self.out_dir / ckpt.FINAL_MODEL
-        if self.info.is_main:
-            ckpt.save_checkpoint(path, {"format": ckpt.CHECKPOINT_FORMAT,
-                                        "iteration": self.iteration,
-                                        "model": self.model.state_dict(),
-                                        "config": self.exp.to_dict(),
-                                        "diverged": {"iteration": error.iteration,
-                                                     "terms": error.terms}})
-        barrier(self.info)
-        return path
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -597,11 +589,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
         if args.on_diverge == "fail":
             return EXIT_FAILED
-        path = trainer.save_diverged_model(e)
+        record = {"iteration": e.iteration, "terms": e.terms}
+        path = trainer.save_final_model(diverged=record)
         if info.is_main:
             if args.infer_out is not None:
-                atomic_write_json(args.infer_out, {"diverged": {"iteration": e.iteration,
-                                                                "terms": e.terms}})
+                write_diverged_detections(args.infer_out, record)
             logger.warning("recorded the divergence (--on-diverge record): %s%s", path,
                            f", {args.infer_out}" if args.infer_out is not None else "")
         return EXIT_OK

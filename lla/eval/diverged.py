@@ -44,6 +44,11 @@ def detections_divergence(path: str | Path) -> dict[str, Any] | None:
     return None
 
 
+def write_diverged_detections(out: str | Path, record: dict[str, Any]) -> None:
+    """The detections file of a diverged run: ``{"diverged": record}`` (no list)."""
+    atomic_write_json(out, {"diverged": record})
+
+
 def checkpoint_divergence(state: dict[str, Any]) -> dict[str, Any] | None:
     """The ``diverged`` record of a loaded checkpoint, or None."""
     record = state.get("diverged")

@@ -35,7 +35,7 @@ import numpy as np
 from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
 from lla.errors import DataError
 from lla.eval.diverged import checkpoint_divergence
-from lla.eval.model_pass import load_run_model
+from lla.eval.model_pass import load_run_model, require_at_least_one
 from lla.eval.positives import dominant_level, iter_assignments, level_names, positives_per_level
 from lla.io import atomic_write_text, read_json
 
@@ -146,9 +146,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for option, value in (("--max-gts", args.max_gts), ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise DataError(args.params, f"{option} must be >= 1, got {value}")
+    require_at_least_one(args.params, {"--max-gts": args.max_gts,
+                                       "--batch-size": args.batch_size})
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     from lla.data.dataset import CrowdDataset

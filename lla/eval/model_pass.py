@@ -73,11 +73,17 @@ def add_checkpoint_pass_arguments(parser: Any) -> None:
                         help="parameter file (default: params.yaml)")
 
 
-def check_checkpoint_pass_arguments(args: Any) -> None:
-    """A :class:`~lla.errors.DataError` for a ``--max-images`` or ``--batch-size`` below 1."""
+def require_at_least_one(source: Any, options: dict[str, int | None]) -> None:
+    """A :class:`~lla.errors.DataError` (naming ``source``) for any count option below 1;
+    ``None`` (not given) passes."""
     from lla.errors import DataError
 
-    if args.max_images is not None and args.max_images < 1:
-        raise DataError(args.params, f"--max-images must be >= 1, got {args.max_images}")
-    if args.batch_size < 1:
-        raise DataError(args.params, f"--batch-size must be >= 1, got {args.batch_size}")
+    for option, value in options.items():
+        if value is not None and value < 1:
+            raise DataError(source, f"{option} must be >= 1, got {value}")
+
+
+def check_checkpoint_pass_arguments(args: Any) -> None:
+    """A :class:`~lla.errors.DataError` for a ``--max-images`` or ``--batch-size`` below 1."""
+    require_at_least_one(args.params, {"--max-images": args.max_images,
+                                       "--batch-size": args.batch_size})

@@ -45,7 +45,7 @@ import numpy as np
 from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
 from lla.errors import DataError
 from lla.eval.diverged import checkpoint_divergence
-from lla.eval.model_pass import assignment_batches, load_run_model
+from lla.eval.model_pass import assignment_batches, load_run_model, require_at_least_one
 from lla.io import atomic_write_json, read_json
 
 logger = logging.getLogger(__name__)
@@ -317,9 +317,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for option, value in (("--images", args.images), ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise DataError(args.params, f"{option} must be >= 1, got {value}")
+    require_at_least_one(args.params, {"--images": args.images, "--batch-size": args.batch_size})
     iterations = parse_iterations(args.iterations)
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)

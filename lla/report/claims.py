@@ -206,13 +206,17 @@ def verdict_cells(v: Verdict) -> list[str]:
 HEADER = ["Claim", "method", "reference", "Δ", "SE / noise", "verdict"]
 
 
+def intro(profile: str) -> str:
+    """The paragraph (markdown) explaining the claims table."""
+    return (f"Profile `{profile}`. *method* and *reference* are mean ± sample std over the "
+            "runs (seeds); Δ = method − reference in points (for a flatness claim: the range "
+            f"of the rows). *holds* / *reversed*: |Δ| ≥ {NOISE_FACTOR:g} standard errors "
+            "(Welch) in the claimed / the opposite direction; *within noise*: the seeds "
+            "cannot tell; *(1 run)*: the sign alone, spread unknown.")
+
+
 def render_markdown(verdicts: list[Verdict], profile: str) -> str:
-    lines = ["#### The paper's claims on this run", "",
-             f"Profile `{profile}`. *method* and *reference* are mean ± sample std over the "
-             "runs (seeds); Δ = method − reference in points (for a flatness claim: the range "
-             f"of the rows). *holds* / *reversed*: |Δ| ≥ {NOISE_FACTOR:g} standard errors "
-             "(Welch) in the claimed / the opposite direction; *within noise*: the seeds "
-             "cannot tell; *(1 run)*: the sign alone, spread unknown.", "",
+    lines = ["#### The paper's claims on this run", "", intro(profile), "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(verdict_cells(v)) + " |" for v in verdicts]
     return "\n".join(lines) + "\n"

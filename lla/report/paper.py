@@ -387,7 +387,7 @@ def render_html(facts: list[tuple[str, str]], tables: list[TableInput],
     parts.append("</table>")
     if claims:
         parts += ["<h2>The paper's claims on this run</h2>",
-                  f"<p>{_inline(lla_claims.render_markdown(claims, profile).splitlines()[2])}</p>",
+                  f"<p>{_inline(lla_claims.intro(profile))}</p>",
                   _html_simple_table(lla_claims.HEADER,
                                      [lla_claims.verdict_cells(v) for v in claims])]
     parts.append("<h2>Tables</h2>")
