@@ -141,6 +141,42 @@ def test_head_ltrb_is_relu_of_scaled_conv_times_stride():
     assert out.box[0, 4].tolist() == [32.0, 32.0, 0.0, 16.0]
 
 
+def test_head_ltrb_exp_of_scaled_conv_times_stride():
+    head = make_head(ltrb_activation="exp")
+    with torch.no_grad():
+        head.box_pred.weight.zero_()
+        head.box_pred.bias.copy_(torch.tensor([0.0, math.log(2.0), -1.0, 50.0]))
+        head.scales[1].scale.fill_(2.0)
+    out = head([torch.randn(1, 16, 2, 2), torch.randn(1, 16, 1, 1)])
+    # P3 (stride 8): exp([0, ln 2, -1, min(50, 10)]) * 8; the exponent is capped at 10.
+    expected_p3 = torch.tensor([8.0, 16.0, 8.0 * math.exp(-1.0), 8.0 * math.exp(10.0)])
+    assert torch.allclose(out.box[0, 0], expected_p3)
+    # P4 (stride 16, scale 2): exp([0, 2 ln 2, -2, 10]) * 16.
+    expected_p4 = torch.tensor([16.0, 64.0, 16.0 * math.exp(-2.0), 16.0 * math.exp(10.0)])
+    assert torch.allclose(out.box[0, 4], expected_p4)
+
+
+@pytest.mark.parametrize("activation, grad_expected", [("relu", False), ("exp", True)])
+def test_a_negative_ltrb_side_gets_gradient_only_with_exp(activation, grad_expected):
+    """The mini profile's reason for exp: with relu, a side pushed below zero everywhere
+    gives zero-width boxes and no gradient to recover from (found on synthcrowd, where
+    AdamW killed whole sides of the FCOS-family heads)."""
+    head = make_head(ltrb_activation=activation)
+    with torch.no_grad():
+        head.box_pred.weight.zero_()
+        head.box_pred.bias.fill_(-3.0)
+    out = head([torch.randn(1, 16, 2, 2), torch.randn(1, 16, 1, 1)])
+    out.box.sum().backward()
+    grad = head.box_pred.bias.grad
+    assert bool((grad.abs() > 0).all()) is grad_expected
+    assert bool((out.box > 0).all()) is grad_expected
+
+
+def test_head_rejects_an_unknown_ltrb_activation():
+    with pytest.raises(ValueError, match="ltrb_activation must be one of"):
+        make_head(ltrb_activation="softplus")
+
+
 def test_head_rejects_indivisible_group_norm():
     with pytest.raises(ValueError, match="6 groups do not divide 16 channels"):
         make_head(gn_groups=6)

@@ -100,7 +100,9 @@ def detector_from_config(cfg: dict[str, Any]) -> DenseDetector:
         num_anchors=anchor_generator.num_anchors_per_location, strides=strides,
         num_convs=int(head_cfg["num_convs"]), norm=head_cfg["norm"],
         gn_groups=int(head_cfg["gn_groups"]), box_output=head_cfg["box_output"],
-        aux=head_cfg.get("aux"), prior_prob=float(head_cfg["prior_prob"]),
+        # checkpoints written before the option existed carry no key: relu, as they trained
+        ltrb_activation=head_cfg.get("ltrb_activation", "relu"), aux=head_cfg.get("aux"),
+        prior_prob=float(head_cfg["prior_prob"]),
         per_level_scale=bool(head_cfg["per_level_scale"]), init_std=float(head_cfg["init_std"]))
     assigner_cfg = dict(cfg["assigner"])
     assigner = build_assigner(assigner_cfg.pop("name"), **assigner_cfg)

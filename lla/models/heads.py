@@ -6,7 +6,8 @@ over the FPN levels, then:
 * ``cls``: A*C logits per location (bias initialised to the prior probability);
 * ``box``: A*4 outputs per location, multiplied by a learnable per-level scale.
   ``box_output="deltas"`` returns RetinaNet box-coder deltas; ``"ltrb"`` returns FCOS
-  distances ``relu(scale * conv) * stride`` in pixels;
+  distances ``act(scale * conv) * stride`` in pixels, ``act`` being ``relu`` (the released
+  FCOS / LLA code) or ``exp`` (the FCOS paper's form; a side never gets stuck at zero);
 * ``aux`` (optional): A logits per location on the box tower -- FCOS centerness or
   the IoU branch (PAA / LLA.FCOS).
 
@@ -26,6 +27,10 @@ from lla.models.backbone import norm_layer
 
 AUX_KINDS = (None, "centerness", "iou")
 BOX_OUTPUTS = ("deltas", "ltrb")
+LTRB_ACTIVATIONS = ("relu", "exp")
+# exp(x) is capped at x = 10: an ltrb side of e^10 strides is far past any image, and the cap
+# keeps float16 from overflowing.
+MAX_LOG_DISTANCE = 10.0
 
 
 class Scale(nn.Module):
@@ -70,6 +75,9 @@ class DenseHead(nn.Module):
         norm: "gn", "bn" or "none" inside the towers.
         gn_groups: GroupNorm groups (must divide ``in_channels``).
         box_output: "deltas" or "ltrb".
+        ltrb_activation: "relu" or "exp" on the scaled ltrb output (``box_output="ltrb"``).
+            With relu a side whose output turns negative everywhere gets no gradient and
+            stays at zero for good; exp cannot die.
         aux: None, "centerness" or "iou".
         prior_prob: initial foreground probability of every class logit (0.01).
         per_level_scale: learnable scale per level on the box output.
@@ -78,11 +86,13 @@ class DenseHead(nn.Module):
 
     def __init__(self, *, in_channels: int, num_classes: int, num_anchors: int,
                  strides: Sequence[int], num_convs: int = 4, norm: str = "gn", gn_groups: int = 32,
-                 box_output: str = "ltrb", aux: str | None = None, prior_prob: float = 0.01,
-                 per_level_scale: bool = True, init_std: float = 0.01):
+                 box_output: str = "ltrb", ltrb_activation: str = "relu", aux: str | None = None,
+                 prior_prob: float = 0.01, per_level_scale: bool = True, init_std: float = 0.01):
         super().__init__()
         if box_output not in BOX_OUTPUTS:
             raise ValueError(f"box_output must be one of {BOX_OUTPUTS}, got {box_output!r}")
+        if ltrb_activation not in LTRB_ACTIVATIONS:
+            raise ValueError(f"ltrb_activation must be one of {LTRB_ACTIVATIONS}, got {ltrb_activation!r}")
         if aux not in AUX_KINDS:
             raise ValueError(f"aux must be one of {AUX_KINDS}, got {aux!r}")
         if not 0.0 < prior_prob < 1.0:
@@ -91,6 +101,7 @@ class DenseHead(nn.Module):
         self.num_anchors = num_anchors
         self.strides = tuple(int(s) for s in strides)
         self.box_output = box_output
+        self.ltrb_activation = ltrb_activation
         self.aux_kind = aux
 
         def tower() -> nn.Sequential:
@@ -125,7 +136,8 @@ class DenseHead(nn.Module):
             box_feat = self.box_tower(feat)
             box = scale(self.box_pred(box_feat))
             if self.box_output == "ltrb":
-                box = torch.relu(box) * stride
+                box = (torch.relu(box) if self.ltrb_activation == "relu"
+                       else torch.exp(box.clamp(max=MAX_LOG_DISTANCE))) * stride
             cls_all.append(flatten_level(self.cls_logits(cls_feat), self.num_classes))
             box_all.append(flatten_level(box, 4))
             if self.aux_pred is not None:
