@@ -28,8 +28,8 @@ from lla.models.backbone import norm_layer
 AUX_KINDS = (None, "centerness", "iou")
 BOX_OUTPUTS = ("deltas", "ltrb")
 LTRB_ACTIVATIONS = ("relu", "exp")
-# exp(x) is capped at x = 10: an ltrb side of e^10 strides is far past any image, and the cap
-# keeps float16 from overflowing.
+# exp(x) is capped at x = 10, so a runaway output gives a huge but finite side (e^10 strides,
+# far past any image) instead of inf, which would turn the IoU losses into NaN.
 MAX_LOG_DISTANCE = 10.0
 
 
