@@ -261,8 +261,8 @@ def _box(ax, box: Sequence[float], **style) -> None:
     ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, **style))
 
 
-def _image_paths(json_path: Path) -> dict[int, Path]:
-    data = read_json(json_path)
+def _image_paths(json_path: Path, data: dict[str, Any]) -> dict[int, Path]:
+    """Image id -> image file of the dataset json ``data`` read from ``json_path``."""
     root = Path(json_path).parent / data.get("info", {}).get("image_root", ".")
     return {image["id"]: root / image["file_name"] for image in data["images"]}
 
@@ -327,8 +327,9 @@ def positives_figure(name: str, inputs: Sequence[Path], labels: Sequence[str],
         if [i["image_id"] for i in run["images"]] != [i["image_id"] for i in images]:
             raise DataError(path, f"other images than {inputs[0]}: analyse all with the "
                                   f"same split and --images")
-    paths = _image_paths(Path(runs[0]["data"]))
-    aspect = panel_aspect(read_json(Path(runs[0]["data"])), [i["image_id"] for i in images])
+    data = read_json(Path(runs[0]["data"]))
+    paths = _image_paths(Path(runs[0]["data"]), data)
+    aspect = panel_aspect(data, [i["image_id"] for i in images])
     fig, axes = _new_figure(name, len(images), len(runs), settings, aspect)
     what = "hand-crafted label assignment" if name == "fig1" else "LLA's label assignment"
     _header(fig, f"Fig. {name[-1]}. Positive anchors of {', '.join(labels)} ({what})",
@@ -351,9 +352,10 @@ def evolution_figure(inputs: Sequence[Path], labels: Sequence[str], settings: di
                      profile: str, out: Path) -> None:
     """Fig. 4: rows = checkpoints of one run, columns = the fixed images."""
     run = _read_positives(inputs[0])
-    paths = _image_paths(Path(run["data"]))
+    data = read_json(Path(run["data"]))
+    paths = _image_paths(Path(run["data"]), data)
     checkpoints = run["checkpoints"]
-    aspect = panel_aspect(read_json(Path(run["data"])), [i["image_id"] for i in run["images"]])
+    aspect = panel_aspect(data, [i["image_id"] for i in run["images"]])
     fig, axes = _new_figure("fig4", len(checkpoints), len(run["images"]), settings, aspect)
     _header(fig, f"Fig. 4. Evolution of {labels[0]}'s positive anchors during training",
             f"rows: checkpoints; columns: the {len(run['images'])} most crowded "
@@ -485,7 +487,7 @@ def predictions_figure(inputs: Sequence[Path], labels: Sequence[str], settings: 
     score_thresh, iou_thresh = float(spec["score_thresh"]), float(spec["iou_thresh"])
     data = read_json(json_path)
     image_ids = most_crowded_images(data, int(spec["images"]))
-    paths = _image_paths(json_path)
+    paths = _image_paths(json_path, data)
     gts: dict[int, list] = {i: [] for i in image_ids}
     ignores: dict[int, list] = {i: [] for i in image_ids}
     for ann in data["annotations"]:
