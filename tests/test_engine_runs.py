@@ -17,6 +17,7 @@ import csv
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -270,10 +271,10 @@ def test_a_recorded_divergence_flows_to_a_dash_in_the_tables(reference_run, para
     assert json.loads(again.read_text()) == json.loads(dets.read_text())
     spec = {"title": "T", "dataset": "crowdhuman", "source": "metrics", "columns": {"MR": "MR"},
             "rows": {"r": {"label": "R", "experiment": "run"}}}
-    [cell] = tables.build_cells(spec, "t", tmp_path, {})
-    assert cell.reproduced is None and cell.reproduced_diverged
-    assert "| R | — |" in tables.render_markdown(spec, [cell], profile="micro",
-                                                 data_source="synthcrowd")
+    cells = tables.table_frame(spec, "t", tmp_path, {})
+    assert cells["reproduced_status"].tolist() == ["diverged"]
+    assert re.search(r"\| R +\| +— \|", tables.render_markdown(spec, cells, profile="micro",
+                                                                data_source="synthcrowd"))
 
 
 # ---------------------------------------------------------------------------- signal

@@ -1,11 +1,11 @@
 """`lla report claims`: the paper's claims, checked on a run's tables with the seeds' spread.
 
-    lla report claims --profile mini --tables results/mini/tables --analysis results/mini/analysis \\
+    lla report claims --profile mini --results results/mini \\
         --md results/mini/tables/claims.md --csv results/mini/tables/claims.csv
 
-Each claim of ``params.yaml`` ``claims:`` compares cells of the rendered tables
-(``<tables>/<table>.csv``, one value per run in ``run_values``, see
-:mod:`lla.report.tables`) or the visible-box statistic (``<analysis>/visible_<run>.json``):
+Each claim of ``params.yaml`` ``claims:`` compares cells of the tables (the frames of
+:func:`lla.report.tables.load_table_frame`, one value per run in ``run_values``) or the
+visible-box statistic (``<results>/analysis/visible_<run>.json``):
 
 * ``compare`` (default): ``method`` vs ``baseline`` (row ids of ``table``) in ``column``;
   ``better: lower | higher``. With runs ``a`` (method) and ``b`` (baseline), the difference
@@ -31,17 +31,18 @@ what the run shows, not a pass/fail test.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text
+from lla.report import markup, tables
 
 KINDS = ("compare", "flat", "visible")
 NOISE_FACTOR = 2.0   # |difference| >= 2 standard errors: about a 95 % two-sided level
@@ -62,20 +63,13 @@ class Verdict:
 
 # ---------------------------------------------------------------------------- inputs
 
-def table_runs(path: Path) -> dict[tuple[str, str], list[float]]:
-    """``{(row id, column): [value of each run]}`` of a table csv written by `lla report table`."""
-    if not path.is_file():
-        raise DataError(path, "table csv not found (run `lla report table` first)")
-    cells = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                text = row["run_values"]
-                cells[(row["row_id"], row["column"])] = [float(v) for v in text.split(";") if v]
-            except (KeyError, ValueError) as e:
-                raise DataError(path, f"not a table csv of `lla report table` ({e})",
-                                line=line) from None
-    return cells
+def table_runs(frame: pd.DataFrame) -> dict[tuple[str, str], list[float]]:
+    """``{(row id, column): [value of each run]}`` of a table frame
+    (:func:`lla.report.tables.load_table_frame`), at the precision the table csv publishes
+    (6 decimals), so that the claims can be recomputed from the csv exactly."""
+    return {(row, column): [round(v, tables.CSV_DECIMALS) for v in values]
+            for row, column, values in
+            zip(frame["row_id"], frame["column"], frame["run_values"])}
 
 
 def visible_runs(analysis_dir: Path, runs: list[str]) -> list[float]:
@@ -134,8 +128,10 @@ def pooled_std(groups: list[list[float]]) -> float | None:
 
 # ---------------------------------------------------------------------------- claims
 
-def check_claims(params: dict[str, Any], profile: str, tables_dir: Path,
-                 analysis_dir: Path) -> list[Verdict]:
+def check_claims(params: dict[str, Any], profile: str, results_dir: Path,
+                 paper_values: Path = tables.PAPER_VALUES) -> list[Verdict]:
+    """Every claim of ``params`` checked on the run's results in ``results_dir``
+    (``results/<profile>``): the table frames and ``analysis/visible_<run>.json``."""
     from lla.runs import run_ids
 
     source = getattr(params, "path", DEFAULT_PARAMS)
@@ -144,7 +140,8 @@ def check_claims(params: dict[str, Any], profile: str, tables_dir: Path,
 
     def cells(table: str) -> dict[tuple[str, str], list[float]]:
         if table not in loaded:
-            loaded[table] = table_runs(tables_dir / f"{table}.csv")
+            loaded[table] = table_runs(tables.load_table_frame(params, table, results_dir,
+                                                               profile, paper_values))
         return loaded[table]
 
     def cell(table: str, row: str, column: str, record: str) -> list[float]:
@@ -183,6 +180,7 @@ def check_claims(params: dict[str, Any], profile: str, tables_dir: Path,
         if better not in ("lower", "higher"):
             raise DataError(source, f"better must be lower or higher, got {better!r}", record=record)
         if kind == "visible":
+            analysis_dir = Path(results_dir) / "analysis"
             method = visible_runs(analysis_dir, run_ids(params, spec["method"], profile))
             baseline = visible_runs(analysis_dir, run_ids(params, spec["baseline"], profile))
         else:
@@ -206,6 +204,11 @@ def verdict_cells(v: Verdict) -> list[str]:
 HEADER = ["Claim", "method", "reference", "Δ", "SE / noise", "verdict"]
 
 
+def display_frame(verdicts: list[Verdict]) -> pd.DataFrame:
+    """The claims table as shown (text cells)."""
+    return pd.DataFrame([verdict_cells(v) for v in verdicts], columns=HEADER)
+
+
 def intro(profile: str) -> str:
     """The paragraph (markdown) explaining the claims table."""
     return (f"Profile `{profile}`. *method* and *reference* are mean ± sample std over the "
@@ -215,22 +218,23 @@ def intro(profile: str) -> str:
             "cannot tell; *(1 run)*: the sign alone, spread unknown.")
 
 
+TITLE = "The paper's claims on this run"
+
+
 def render_markdown(verdicts: list[Verdict], profile: str) -> str:
-    lines = ["#### The paper's claims on this run", "", intro(profile), "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(verdict_cells(v)) + " |" for v in verdicts]
-    return "\n".join(lines) + "\n"
+    return "\n\n".join([f"#### {TITLE}", intro(profile),
+                         markup.markdown_table(display_frame(verdicts))]) + "\n"
 
 
 def render_csv(verdicts: list[Verdict]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["claim", "method", "reference", "difference", "se_or_noise", "verdict"])
-    for v in verdicts:
-        writer.writerow([v.claim, v.ours, v.reference,
-                         "" if v.difference is None else round(v.difference, 6),
-                         "" if v.scale is None else round(v.scale, 6), v.verdict])
-    return out.getvalue()
+    frame = pd.DataFrame({
+        "claim": [v.claim for v in verdicts], "method": [v.ours for v in verdicts],
+        "reference": [v.reference for v in verdicts],
+        "difference": [None if v.difference is None else round(v.difference, 6)
+                       for v in verdicts],
+        "se_or_noise": [None if v.scale is None else round(v.scale, 6) for v in verdicts],
+        "verdict": [v.verdict for v in verdicts]})
+    return frame.to_csv(index=False, lineterminator="\n", na_rep="")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -239,19 +243,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Check params.yaml `claims` on the rendered tables and the visible-box "
                     "analyses: difference, standard error over seeds, verdict.")
     parser.add_argument("--profile", help="default: the top-level 'profile' of the params")
-    parser.add_argument("--tables", type=Path, required=True, help="results/<profile>/tables")
-    parser.add_argument("--analysis", type=Path, required=True, help="results/<profile>/analysis")
+    parser.add_argument("--results", type=Path,
+                        help="results directory holding metrics/ and analysis/ "
+                             "(default: results/<profile>)")
     parser.add_argument("--md", type=Path, required=True, help="markdown to write")
     parser.add_argument("--csv", type=Path, required=True, help="csv to write")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
                         help="parameter file (default: params.yaml)")
+    parser.add_argument("--paper-values", type=Path, default=tables.PAPER_VALUES,
+                        help="the paper's numbers (default: the packaged paper_values.yaml)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
-    verdicts = check_claims(params, profile, args.tables, args.analysis)
+    verdicts = check_claims(params, profile, args.results or Path("results") / profile,
+                            args.paper_values)
     atomic_write_text(args.md, render_markdown(verdicts, profile))
     atomic_write_text(args.csv, render_csv(verdicts))
     return 0

@@ -28,16 +28,18 @@ rule table:
         " --md {output.md} --csv {output.csv} > {log} 2>&1"
 
 
-# The paper report: run facts, Tables 1-7, Figures 1-5 (figures.smk) and the visible-box
-# analyses (analysis.smk), as markdown and a standalone HTML. params.yaml is an input: the
-# report states its digests. Target: `snakemake report` (the selected profile).
+# The paper report: run facts, the claims, Tables 1-7 (from the result jsons the tables
+# read), Figures 1-5 (figures.smk) and the visible-box analyses (analysis.smk), as markdown
+# and a standalone HTML. params.yaml is an input: the report states its digests.
+# Target: `snakemake report` (the selected profile).
 rule paper_report:
     """reports/<profile>/paper.md and paper.html."""
     input:
-        tables=lambda wc: [path for table in TABLES for path in table_outputs(wc.profile, table)],
+        results=lambda wc: [path for table in TABLES for path in table_inputs(wc.profile, table)],
         figures=lambda wc: [f for f in figure_outputs(wc.profile) if f.endswith(".png")],
         visible=lambda wc: [str(path) for paths in lla_visible.result_paths(
             config, wc.profile, f"results/{wc.profile}/analysis").values() for path in paths],
+        paper_values=str(lla_tables.PAPER_VALUES),
         settings="params.yaml",
     output:
         md="reports/{profile}/paper.md",
@@ -48,8 +50,8 @@ rule paper_report:
         CONDA_ENV
     shell:
         "lla report paper --profile {wildcards.profile} --params {input.settings}"
-        " --tables results/{wildcards.profile}/tables --figures {input.figures}"
-        " --analysis results/{wildcards.profile}/analysis"
+        " --results results/{wildcards.profile} --figures {input.figures}"
+        " --paper-values {input.paper_values}"
         " --out-md {output.md} --out-html {output.html} > {log} 2>&1"
 
 
@@ -78,11 +80,13 @@ rule curves:
 
 
 rule claims:
-    """The paper's claims (params.yaml `claims`) checked on the tables, with the seeds' spread."""
+    """The paper's claims (params.yaml `claims`) checked on the tables' results, with the
+    seeds' spread."""
     input:
-        tables=lambda wc: [path for table in TABLES for path in table_outputs(wc.profile, table)],
+        results=lambda wc: [path for table in TABLES for path in table_inputs(wc.profile, table)],
         visible=lambda wc: [str(path) for paths in lla_visible.result_paths(
             config, wc.profile, f"results/{wc.profile}/analysis").values() for path in paths],
+        paper_values=str(lla_tables.PAPER_VALUES),
     output:
         md="results/{profile}/tables/claims.md",
         csv="results/{profile}/tables/claims.csv",
@@ -90,10 +94,8 @@ rule claims:
         "logs/{profile}/report/claims.log",
     params:
         claims=config.get("claims", []),  # edits re-check
-        tables_dir=lambda wc, output: os.path.dirname(output.md),
     conda:
         CONDA_ENV
     shell:
-        "lla report claims --profile {wildcards.profile} --tables {params.tables_dir}"
-        " --analysis results/{wildcards.profile}/analysis --md {output.md} --csv {output.csv}"
-        " > {log} 2>&1"
+        "lla report claims --profile {wildcards.profile} --results results/{wildcards.profile}"
+        " --paper-values {input.paper_values} --md {output.md} --csv {output.csv} > {log} 2>&1"
