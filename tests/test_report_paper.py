@@ -54,6 +54,11 @@ def inputs(tmp_path):
                 path = report_tables.result_path(results, spec["source"], run)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps({metric: 0.125 for metric in spec["columns"].values()}))
+    for experiment in params["figures"]["defaults"]["fig3"]["experiments"]:
+        # two GTs on P3 and P4 (lla analyze levels' csv)
+        path = results / "figure_data" / f"levels_{experiment}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("annotation_id,level,level_name\n1,0,P3\n2,1,P4\n")
     figures_dir = tmp_path / "figures"
     figures_dir.mkdir()
     for n in range(1, 6):
@@ -117,10 +122,13 @@ def test_report_has_every_section_and_embeds_the_figures(inputs):
     for claim in params["claims"]:
         assert claim["claim"] in md
     rows = markdown_rows(md[md.index("## The paper's claims"):md.index("## Tables")])
-    assert ["LLA.FCOS lowers MR vs FCOS (Table 1)", "12.50 (1 run)", "12.50 (1 run)", "+0.00",
-            "", "equal (1 run)"] in rows
-    assert ["55.00 (1 run)", "40.00 (1 run)", "+15.00", "", "holds (1 run)"] in [
-        row[1:] for row in rows]
+    # LLA.FCOS vs FCOS, MR: no difference here, the abstract's -5.47 in the paper
+    assert ["LLA.FCOS lowers MR vs FCOS by 5.47 (abstract, Table 1)", "12.50 (1 run)",
+            "12.50 (1 run)", "+0.00", "-5.47", "0.00", "", "equal (1 run)"] in rows
+    own = [row for row in rows if "this project's measure, not a paper claim" in row[0]]
+    assert len(own) == 2 and all(row[1].startswith("55.00") and row[2:] == [
+        "40.00 (1 run)", "+15.00", "none (own measure)", "", "", "holds (1 run)"] for row in own)
+    assert "This is this project's own measure" in md
     # The visible-box table: baseline 40.0, LLA 55.0 (± 0.0 when the profile has several
     # seeds), difference +15.0 points, for both pairs.
     rows = markdown_rows(md[md.index("## Occluded persons"):])
@@ -158,6 +166,7 @@ def test_commit_and_dirty_tree_of_a_git_checkout(inputs, tmp_path):
 
 
 @pytest.mark.parametrize("missing", ["results/metrics/lla_retinanet_star_a1_giou_iou_r50.json",
+                                     "results/figure_data/levels_retinanet_r50.csv",
                                      "results/metrics/cp_retinanet_r50.json",
                                      "results/analysis/aar_fcos_ctr_r50.json", "figures/fig4.png",
                                      "results/analysis/visible_fcos_ctr_r50.json"])

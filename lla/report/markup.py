@@ -8,17 +8,18 @@ frames given here are display frames: every cell already the text to show.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import pandas as pd
 
 
-def markdown_table(frame: pd.DataFrame, left_columns: int = 1) -> str:
-    """A pipe table: the first ``left_columns`` columns left-aligned, the others (numbers)
-    right-aligned; cells exactly as in the frame (no number parsing)."""
-    align = ["left"] * left_columns + ["right"] * (len(frame.columns) - left_columns)
+def markdown_table(frame: pd.DataFrame, numeric: Sequence[str] | None = None) -> str:
+    """A pipe table, cells exactly as in the frame (no number parsing): the ``numeric``
+    columns right-aligned (default: every column but the first), the others left-aligned."""
+    numeric = list(frame.columns[1:]) if numeric is None else numeric
     return frame.to_markdown(index=False, tablefmt="pipe", disable_numparse=True,
-                             colalign=align[:len(frame.columns)])
+                             colalign=["right" if c in numeric else "left" for c in frame.columns])
 
 
 def html_table(frame: pd.DataFrame) -> str:

@@ -46,6 +46,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,13 +250,15 @@ def prose(text: str) -> Part:
     return Part(text, markup.markdown_to_html(text))
 
 
-def table_part(frame: pd.DataFrame) -> Part:
-    return Part(markup.markdown_table(frame), markup.html_table(frame))
+def table_part(frame: pd.DataFrame, numeric: Sequence[str] | None = None) -> Part:
+    return Part(markup.markdown_table(frame, numeric), markup.html_table(frame))
 
 
 def visible_intro(settings: dict[str, Any]) -> str:
     return (f"Does LLA move the positive anchors of occluded persons onto their visible body? "
-            f"For each person GT (not ignore) of the first "
+            f"This is this project's own measure, not a claim the paper quantifies: the paper "
+            f"shows the effect in Figure 2 and gives no number. For each person GT (not "
+            f"ignore) of the first "
             f"{settings['max_images'] or 'all'} images of the `{settings['split']}` split, the "
             f"share of its positive anchors (the trained model's own assignment) whose centre "
             f"lies inside its visible box, in percent. Occluded: vis_ratio < "
@@ -284,7 +287,8 @@ def report_parts(facts: list[tuple[str, str]], tables: list[TableInput],
     parts = [prose(f"# {TITLE}"), prose("## Run"),
              prose("\n".join(f"- **{label}**: {text}" for label, text in facts)),
              prose(f"## {lla_claims.TITLE}"), prose(lla_claims.intro(profile)),
-             table_part(lla_claims.display_frame(claims)), prose("## Tables")]
+             table_part(lla_claims.display_frame(claims), lla_claims.NUMBER_COLUMNS),
+             prose("## Tables")]
     for table in tables:
         parts.append(Part(
             report_tables.render_markdown(table.spec, table.cells, profile=profile,

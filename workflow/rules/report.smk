@@ -1,6 +1,8 @@
 # Tables: each cell reproduced | paper | difference, as markdown and csv
 # (layout: params.yaml `tables`; paper numbers: lla/report/paper_values.yaml).
 
+from lla.report import claims as lla_claims
+
 
 wildcard_constraints:
     table="table[0-9]+",
@@ -80,12 +82,10 @@ rule curves:
 
 
 rule claims:
-    """The paper's claims (params.yaml `claims`) checked on the tables' results, with the
-    seeds' spread."""
+    """The paper's claims (params.yaml `claims`) checked on the run's results (tables,
+    FPN levels, visible-box analyses), with the seeds' spread and the paper's magnitudes."""
     input:
-        results=lambda wc: [path for table in TABLES for path in table_inputs(wc.profile, table)],
-        visible=lambda wc: [str(path) for paths in lla_visible.result_paths(
-            config, wc.profile, f"results/{wc.profile}/analysis").values() for path in paths],
+        results=lambda wc: lla_claims.input_files(config, wc.profile, f"results/{wc.profile}"),
         paper_values=str(lla_tables.PAPER_VALUES),
     output:
         md="results/{profile}/tables/claims.md",
