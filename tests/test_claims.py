@@ -103,6 +103,20 @@ def test_did_not_converge_is_reproduced_by_divergence_or_collapse():
     assert did_not_converge(Side("C_cls", [], runs=1), "AP", 5.0) == "no value"
 
 
+def test_a_collapse_counts_only_when_the_reference_row_trained():
+    collapsed = Side("C_cls", [0.3, 1.2], runs=2)
+    trained = Side("C_cls + C_reg + C_inbox", [40.0, 42.0], runs=2)
+    untrained = Side("C_cls + C_reg + C_inbox", [0.0, 4.9], runs=2)
+    assert did_not_converge(collapsed, "AP", 5.0, trained) == (
+        "reproduced: collapsed, AP < 5 (2 of 2 runs)")
+    assert did_not_converge(collapsed, "AP", 5.0, untrained) == (
+        "inconclusive: the reference C_cls + C_reg + C_inbox did not converge either "
+        "(AP < 5 or diverged)")
+    # a divergence is a fact of that run whatever the reference did
+    assert did_not_converge(Side("C_cls", [], runs=2, diverged=2), "AP", 5.0, untrained) == (
+        "reproduced: diverged (2 of 2 runs)")
+
+
 def test_pooled_std_weights_by_degrees_of_freedom():
     # [1, 3]: var 2 (1 dof); [2, 4, 6]: var 4 (2 dof); [9]: skipped -> sqrt((2 + 8) / 3)
     assert pooled_std([[1, 3], [2, 4, 6], [9]]) == pytest.approx(math.sqrt(10 / 3))
@@ -213,7 +227,8 @@ def test_check_claims_of_every_kind(tmp_path):
     results = tmp_path / "results"
     # table2: cls diverged in both runs; table3: giou_iou converged to AP 0.02 (collapsed);
     # table1 (noise): a 50, 52, 54 and b 60, 62, 64 -> pooled std 2.
-    write_results(results, None, {"cls": [], "giou_iou": [0.0002], "ok": [0.40],
+    write_results(results, None, {"cls": [], "giou_iou": [0.0002], "iou_giou": [0.40],
+                                  "ok": [0.40],
                                   "a": [0.50, 0.52, 0.54], "b": [0.60, 0.62, 0.64],
                                   "k9": [0.51], "k10": [0.50], "k11": [0.53]})
     for run in ("cls", "cls__seed1"):
@@ -233,14 +248,14 @@ def test_check_claims_of_every_kind(tmp_path):
             {group: {"gts": 5, "gts_with_positives": 5, "mean_fraction": share,
                      "pooled_fraction": share} for group in ("occluded", "non_occluded")}))
     params = claims_params(
-        {"table1": ["a", "b"], "table2": ["cls", "ok"], "table3": ["giou_iou"],
+        {"table1": ["a", "b"], "table2": ["cls", "ok"], "table3": ["giou_iou", "iou_giou"],
          "table4": ["k9", "k10", "k11"]}, {"cls": 2, "a": 3, "b": 3}, [
             {"claim": "C_cls fails", "kind": "diverges", "table": "table2", "row": "cls",
-             "column": "AP", "collapsed_below": 5.0},
+             "converged": "ok", "column": "AP", "collapsed_below": 5.0},
             {"claim": "GIoU/IoU fails", "kind": "diverges", "table": "table3", "row": "giou_iou",
-             "column": "AP", "collapsed_below": 5.0},
+             "converged": "iou_giou", "column": "AP", "collapsed_below": 5.0},
             {"claim": "ok fails", "kind": "diverges", "table": "table2", "row": "ok",
-             "column": "AP", "collapsed_below": 5.0},
+             "converged": "ok", "column": "AP", "collapsed_below": 5.0},
             {"claim": "K flat", "kind": "flat", "table": "table4", "column": "MR",
              "rows": ["k9", "k10", "k11"], "noise_table": "table1"},
             {"claim": "finer", "kind": "finer_levels", "method": "lla", "baseline": "ret"},

@@ -33,7 +33,10 @@ way) and a verdict. Kinds:
   *diverged* (training stopped on a non-finite loss: the result json says so), *collapsed*
   (``column`` below ``collapsed_below`` percent) or *converged*. ``reproduced`` when no run
   converged (the verdict says which happened), ``not reproduced`` when every run converged,
-  ``partly`` otherwise.
+  ``partly`` otherwise. A collapse says something only where training works: ``converged``
+  names the row of the same table that the paper trained successfully (e.g. the full cost),
+  and when that row collapsed too (a run too short for any model to learn) the verdict is
+  ``inconclusive`` instead.
 * ``finer_levels`` (Figure 3): the mean FPN level (0 = P3) of the GTs with positives of
   ``method`` is below ``baseline``'s, from ``<results>/figure_data/levels_<experiment>.csv``
   (``lla analyze levels``, run 0 of each experiment: the sign alone).
@@ -66,7 +69,7 @@ from lla.report import markup, tables
 
 REQUIRED = {"compare": ("table", "column", "method", "baseline"),
             "flat": ("table", "column", "rows", "noise_table"),
-            "diverges": ("table", "row", "column", "collapsed_below"),
+            "diverges": ("table", "row", "converged", "column", "collapsed_below"),
             "finer_levels": ("method", "baseline"),
             "empty_level": ("experiment", "level"),
             "visible": ("method", "baseline")}
@@ -219,12 +222,19 @@ def convergence(side: Side, collapsed_below: float) -> tuple[int, int, int]:
     return side.diverged, collapsed, len(side.values) - collapsed
 
 
-def did_not_converge(side: Side, column: str, collapsed_below: float) -> str:
-    """The verdict of a ``diverges`` claim (module docstring)."""
+def did_not_converge(side: Side, column: str, collapsed_below: float,
+                     reference: Side | None = None) -> str:
+    """The verdict of a ``diverges`` claim (module docstring); ``reference``: the row that
+    must converge for a collapse to count."""
     diverged, collapsed, converged = convergence(side, collapsed_below)
     failed = diverged + collapsed
     if not failed and not converged:
         return "no value"
+    if collapsed and reference is not None:
+        ref_diverged, ref_collapsed, ref_converged = convergence(reference, collapsed_below)
+        if not ref_converged:
+            return (f"inconclusive: the reference {reference.label} did not converge either "
+                    f"({column} < {collapsed_below:g} or diverged)")
     if not converged:
         if not collapsed:
             how = "diverged"
@@ -378,6 +388,7 @@ def check_flat(results: RunResults, spec: dict[str, Any], record: str) -> Verdic
 
 def check_diverges(results: RunResults, spec: dict[str, Any], record: str) -> Verdict:
     side = results.cell(spec["table"], spec["row"], spec["column"], record)
+    reference = results.cell(spec["table"], spec["converged"], spec["column"], record)
     threshold = float(spec["collapsed_below"])
     ours = "; ".join(part for part in (
         f"{spec['column']} {mean_std_text(side.values)}" if side.values else "",
@@ -388,7 +399,8 @@ def check_diverges(results: RunResults, spec: dict[str, Any], record: str) -> Ve
     return Verdict(spec["claim"], "diverges", ours=ours or "n/a",
                    reference=f"collapsed: {spec['column']} < {threshold:g}",
                    difference=None, paper_difference=None, paper_note=paper_note,
-                   scale=None, verdict=did_not_converge(side, spec["column"], threshold))
+                   scale=None,
+                   verdict=did_not_converge(side, spec["column"], threshold, reference))
 
 
 def check_finer_levels(results: RunResults, spec: dict[str, Any], record: str) -> Verdict:
