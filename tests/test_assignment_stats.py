@@ -12,7 +12,7 @@ from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.eval.assignment_stats import aar, ambiguous_counts
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.errors import DataError
 from lla.eval.fpn_levels import level_rows, level_summary, sample_person_annotations
 from lla.eval.positives import (ImageAssignment, checkpoints_to_analyse, dominant_level,

@@ -11,7 +11,7 @@ from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.errors import DataError
 from lla.eval.visible import (VisibleStats, comparison_rows, experiment_row,
                               positives_inside_visible, visible_settings)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lla.config import converted_json, load_params, section, selected_profile
-from lla.eval.diverged import pass_on_checkpoint_divergence
+from lla.diverged import pass_on_checkpoint_divergence
 from lla.eval.model_pass import (add_checkpoint_pass_arguments, assignment_batches,
                                  check_checkpoint_pass_arguments, load_run_model)
 from lla.errors import DataError

@@ -34,7 +34,7 @@ import numpy as np
 
 from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
 from lla.errors import DataError
-from lla.eval.diverged import checkpoint_divergence
+from lla.diverged import checkpoint_divergence
 from lla.eval.model_pass import load_run_model, require_at_least_one
 from lla.eval.positives import dominant_level, iter_assignments, level_names, positives_per_level
 from lla.io import atomic_write_text, read_json

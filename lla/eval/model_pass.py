@@ -16,7 +16,7 @@ def load_run_model(state: dict[str, Any]) -> tuple[Any, Any]:
     """``(model, experiment)`` of a loaded checkpoint, on the CPU in eval mode."""
     import torch
 
-    from lla.engine.infer import load_model
+    from lla.engine.model import load_model
 
     return load_model(state, torch.device("cpu"))
 
@@ -34,7 +34,7 @@ def assignment_batches(model: Any, dataset: Any, indices: Sequence[int], *, batc
     from torch.utils.data import DataLoader, Subset
 
     from lla.data.dataset import PadCollate
-    from lla.engine.train import model_inputs
+    from lla.engine.model import model_inputs
 
     indices = list(indices)
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,

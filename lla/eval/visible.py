@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
 from lla.errors import DataError
-from lla.eval.diverged import pass_on_checkpoint_divergence
+from lla.diverged import pass_on_checkpoint_divergence
 from lla.eval.model_pass import (add_checkpoint_pass_arguments, assignment_batches,
                                  check_checkpoint_pass_arguments, load_run_model)
 from lla.io import atomic_write_json, read_json
@@ -247,7 +247,7 @@ def load_result(path: Path) -> dict[str, Any]:
     """A json written by ``lla analyze visible``, checked for the keys the report reads."""
     result = read_json(path)
     if isinstance(result, dict) and result.get("diverged") is True:
-        return result  # a run that stopped on a non-finite loss (lla.eval.diverged)
+        return result  # a run that stopped on a non-finite loss (lla.diverged)
     try:
         for group in GROUPS:
             for key in (*FRACTIONS, "gts", "gts_with_positives"):
