@@ -81,7 +81,7 @@ def table_runs(path: Path) -> dict[tuple[str, str], list[float]]:
 def visible_runs(analysis_dir: Path, runs: list[str]) -> list[float]:
     """The occluded GTs' mean share (percent) of positives inside the visible box, per run
     (runs that diverged or had no occluded positive are left out)."""
-    from lla.eval.visible import load_result, result_path
+    from lla.analysis.visible import load_result, result_path
 
     values = []
     for run in runs:
