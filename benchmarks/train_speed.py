@@ -142,7 +142,7 @@ def compare_lla_fcos(args, params: dict) -> None:
         times = time_engine_steps(step_runner, iter(lambda: batch, None), args.warmup, args.steps)
         medians[variant] = statistics.median(times)
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-        print(f"{variant:<10} {batch_size:>5} {str(step_runner.amp):>5} {medians[variant]:>8.3f} "
+        print(f"{variant:<10} {batch_size:>5} {str(step_runner.amp.enabled):>5} {medians[variant]:>8.3f} "
               f"{batch_size / medians[variant]:>9.2f} {peak:>9.2f}", flush=True)
         del step_runner
     overhead = medians["lla_fcos"] / medians["fcos"] - 1.0

@@ -7,13 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
+from lla.analysis.aar import aar, ambiguous_counts
 from lla.assign.base import NEGATIVE, Assignment
 from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
-from lla.eval.assignment_stats import aar, ambiguous_counts
+from lla.engine.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 

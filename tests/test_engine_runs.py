@@ -382,7 +382,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(data_roo
 def test_infer_writes_coco_results_and_odgt_in_original_pixels(reference_run, data_root, tmp_path):
     from lla.data.dataset import CrowdDataset
     from lla.engine.experiment import Experiment
-    from lla.engine.train import build_model
+    from lla.engine.model import build_model
 
     # an early model scores below the 0.05 threshold: lower it to get detections to check
     state = torch.load(reference_run / "model_final.pt", weights_only=True)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from lla.analysis.positives import evolution_iterations
 from lla.cli import main
 from lla.config import converted_json, load_params
 from lla.report import figures
@@ -73,7 +74,7 @@ def test_figure_inputs_and_evolution_iterations():
         "r/detections/lla_fcos_r50.json")
     # Fig. 4 reads the checkpoints train.keep_checkpoints keeps, whatever they are.
     kept = params["train"]["defaults"]["keep_checkpoints"]
-    assert figures.evolution_iterations(params, "paper", "lla_retinanet_star_a1_r50") == [
+    assert evolution_iterations(params, "paper", "lla_retinanet_star_a1_r50") == [
         *[str(i) for i in sorted(kept)], "final"]
     with pytest.raises(Exception, match="unknown figure 'fig9'"):
         figures.figure_inputs(params, "paper", "fig9", "r")
@@ -126,7 +127,7 @@ def micro_results(tmp_path_factory):
         evolved = settings["fig4"]["experiment"]
         assert main(["analyze", "positives", "--run-dir", f"runs/micro/{evolved}",
                      "--profile", "micro", "--images", str(positives["images"]),
-                     "--iterations", *figures.evolution_iterations(params, "micro", evolved),
+                     "--iterations", *evolution_iterations(params, "micro", evolved),
                      "--out", str(figures.analysis_path("results/micro", "evolution",
                                                         evolved))]) == 0
         for experiment in settings["fig3"]["experiments"]:

@@ -10,16 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
+from lla.analysis.fpn_levels import level_rows, level_summary, sample_person_annotations
+from lla.analysis.positives import (ImageAssignment, checkpoints_to_analyse, dominant_level,
+                                    image_positives, level_names, most_crowded_images,
+                                    parse_iterations, positives_per_level)
 from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.errors import DataError
-from lla.eval.fpn_levels import level_rows, level_summary, sample_person_annotations
-from lla.eval.positives import (ImageAssignment, checkpoints_to_analyse, dominant_level,
-                                image_positives, level_names, most_crowded_images,
-                                parse_iterations, positives_per_level)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from lla.analysis.visible import compared_experiments, visible_settings
 from lla.cli import main
 from lla.config import load_params
 from lla.report import tables as report_tables
 from lla.report.paper import figure_number, git_state, settings_sha256
 from lla.runs import run_ids
-from lla.eval.visible import compared_experiments, visible_settings
 from test_tables import markdown_rows
 
 REPO = Path(__file__).resolve().parents[1]

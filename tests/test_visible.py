@@ -7,14 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
+from lla.analysis.visible import (VisibleStats, comparison_rows, experiment_row,
+                                  positives_inside_visible, visible_settings)
 from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.errors import DataError
-from lla.eval.visible import (VisibleStats, comparison_rows, experiment_row,
-                              positives_inside_visible, visible_settings)
 
 REPO = Path(__file__).resolve().parents[1]
 NEG, IGN = -1, -2  # Assignment's NEGATIVE and IGNORED

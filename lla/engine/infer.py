@@ -4,8 +4,10 @@
         [--odgt-out dets.odgt] [--profile P] [--data JSON]
     torchrun --nproc_per_node=8 -m lla.cli infer --checkpoint ... --split val --out dets.json
 
-The detector is rebuilt from the experiment stored in the checkpoint (``model_final.pt``
-or any training checkpoint), so params.yaml only locates the data. Images are batched
+:func:`infer` does the work; the command and ``lla train --infer-out`` (which runs it on
+the final model in the training processes) both call it. The detector is rebuilt from the
+experiment stored in the checkpoint (``model_final.pt`` or any training checkpoint), so
+params.yaml only locates the data. Images are batched
 by aspect-ratio group without repeats; under torchrun rank ``r`` runs batches
 ``r, r + W, ...`` and rank 0 gathers every image's detections and writes them in the
 dataset json's image order.
@@ -16,6 +18,9 @@ Outputs (boxes in original-image pixels, ``[x, y, w, h]``; per image sorted by s
   (``image_id`` = the dataset json's ``images[].id``; ``category_id`` = class index + 1);
 * ``--odgt-out``: the CrowdHuman detection odgt, one JSON object per line and image:
   ``{"ID": record_id, "width", "height", "dtboxes": [{"box", "score", "tag"}]}``.
+
+A checkpoint of a run that diverged (:mod:`lla.diverged`) has no detections: ``--out``
+then holds its record, ``{"diverged": {...}}``.
 """
 
 from __future__ import annotations
@@ -35,13 +40,12 @@ from torch.utils.data import DataLoader
 from lla.config import DEFAULT_PARAMS, converted_json, load_params, section
 from lla.data.dataset import CrowdDataset, PadCollate
 from lla.data.sampler import aspect_ratio_groups
+from lla.diverged import checkpoint_divergence, write_diverged_detections
 from lla.engine import checkpoint as ckpt
 from lla.engine.distributed import (DistInfo, all_gather_objects, cleanup_distributed,
                                     setup_distributed)
-from lla.engine.experiment import Experiment
-from lla.engine.train import AMP_DTYPES, build_model, model_inputs
+from lla.engine.model import FULL_PRECISION, Amp, load_model, model_inputs
 from lla.errors import DataError
-from lla.eval.diverged import checkpoint_divergence, write_diverged_detections
 from lla.io import atomic_write_json, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -79,16 +83,16 @@ def image_detections(index: int, target: dict[str, Any],
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: CrowdDataset, batches: list[list[int]], *,
                     device: torch.device, num_workers: int, size_divisible: int,
-                    amp_dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
-    """Detections of the images in ``batches`` (see :func:`image_detections`), batch order."""
+                    amp: Amp = FULL_PRECISION) -> list[dict[str, Any]]:
+    """Detections of the images in ``batches`` (see :func:`image_detections`), batch order;
+    ``amp``: the precision of the forward passes."""
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollate(size_divisible),
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     model.eval()
     results = []
     for indices, batch in zip(batches, loader):
         images, _ = model_inputs(batch, device)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with amp.autocast(device):
             outputs = model(images, original_sizes=[t["orig_size"].tolist() for t in batch.targets],
                             scales=[t["scale"].tolist() for t in batch.targets])
         results.extend(image_detections(i, t, o) for i, t, o in zip(indices, batch.targets, outputs))
@@ -128,11 +132,18 @@ def odgt_lines(detections: list[dict[str, Any]], images: dict[int, dict[str, Any
     return lines
 
 
-def load_model(state: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, Experiment]:
-    exp = Experiment.from_dict(state["config"])
-    model = build_model(exp)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), exp
+def images_and_categories(json_path: Path, num_classes: int
+                          ) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    """The dataset json's image entries by id and its category names by id (the odgt's
+    inputs), checked to name every class of a detector of ``num_classes`` classes."""
+    data = read_json(json_path)
+    images = {image["id"]: image for image in data["images"]}
+    category_names = {c["id"]: c["name"] for c in data.get("categories", [])}
+    missing = [k + 1 for k in range(num_classes) if k + 1 not in category_names]
+    if missing:
+        raise DataError(json_path, f"categories lack ids {missing} for the detector's "
+                                   f"{num_classes} classes (class index k = category id k + 1)")
+    return images, category_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -159,57 +170,63 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     info = setup_distributed(args.device)
     try:
-        return infer(args, info)
+        infer(args.checkpoint, args.out, info=info, split=args.split, odgt_out=args.odgt_out,
+              profile=args.profile, data=args.data, params=args.params,
+              images_per_device=args.images_per_device)
+        return 0
     finally:
         cleanup_distributed()
 
 
-def infer(args: argparse.Namespace, info: DistInfo) -> int:
-    state = ckpt.load_checkpoint(args.checkpoint)
+def infer(checkpoint: Path, out: Path, *, info: DistInfo, split: str = "val",
+          odgt_out: Path | None = None, profile: str | None = None, data: Path | None = None,
+          params: Path = DEFAULT_PARAMS, images_per_device: int | None = None) -> None:
+    """Write the detections of ``checkpoint`` on one split (module docstring).
+
+    Every rank of ``info``'s process group takes part; rank 0 writes.
+
+    Args:
+        checkpoint: ``model_final.pt`` or a training checkpoint.
+        out: the COCO results json to write.
+        split: the split of the checkpoint's dataset to run on.
+        odgt_out: also write the CrowdHuman detection odgt here.
+        profile: the profile locating the data and the input sizes (None: the checkpoint's).
+        data: a converted dataset json to run on instead of the split's.
+        params: the parameter file locating the data (and the input block of ``profile``).
+        images_per_device: batch size per process (None: ``train.infer_images_per_device``).
+    """
+    state = ckpt.load_checkpoint(checkpoint)
     record = checkpoint_divergence(state)
     if record is not None:  # a recorded divergence: no detections, the record passed on
         if info.is_main:
-            write_diverged_detections(args.out, record)
+            write_diverged_detections(out, record)
             logger.warning("%s: the run diverged at iteration %s: no detections -> %s",
-                           args.checkpoint, record.get("iteration"), args.out)
-        return 0
+                           checkpoint, record.get("iteration"), out)
+        return
     model, exp = load_model(state, info.device)
-    if args.profile is None or args.profile == exp.profile:
+    if profile is None or profile == exp.profile:
         profile, input_cfg = exp.profile, exp.input
     else:
-        profile = args.profile
-        input_cfg = section(load_params(args.params), "input", profile)
-    json_path = args.data or converted_json(load_params(args.params), profile, exp.dataset,
-                                            args.split)
+        input_cfg = section(load_params(params), "input", profile)
+    json_path = data or converted_json(load_params(params), profile, exp.dataset, split)
     dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
-    data = read_json(json_path)
-    images = {image["id"]: image for image in data["images"]}
-    category_names = {c["id"]: c["name"] for c in data.get("categories", [])}
-    num_classes = int(exp.model["num_classes"])
-    missing = [k + 1 for k in range(num_classes) if k + 1 not in category_names]
-    if missing:
-        raise DataError(json_path, f"categories lack ids {missing} for the detector's "
-                                   f"{num_classes} classes (class index k = category id k + 1)")
-
-    batch_size = args.images_per_device or int(exp.train["infer_images_per_device"])
+    images, category_names = images_and_categories(json_path, int(exp.model["num_classes"]))
+    batch_size = images_per_device or int(exp.train["infer_images_per_device"])
     groups = aspect_ratio_groups(dataset.aspect_ratios(), input_cfg["aspect_ratio_bins"])
     batches = inference_batches(groups, batch_size, rank=info.rank, world_size=info.world_size)
-    amp = bool(exp.train.get("amp", False)) and info.device.type == "cuda"
     start = time.perf_counter()
-    amp_dtype = AMP_DTYPES[exp.train.get("amp_dtype", "float16")] if amp else None
     mine = predict_dataset(model, dataset, batches, device=info.device,
                            num_workers=int(exp.train["num_workers"]),
                            size_divisible=int(exp.model["input"]["size_divisibility"]),
-                           amp_dtype=amp_dtype)
+                           amp=Amp.from_train_settings(exp.train, info.device))
     gathered = all_gather_objects(mine, info)
     if info.is_main:
         detections = sorted((d for part in gathered for d in part), key=lambda d: d["index"])
-        atomic_write_json(args.out, coco_results(detections))
-        if args.odgt_out is not None:
+        atomic_write_json(out, coco_results(detections))
+        if odgt_out is not None:
             lines = odgt_lines(detections, images, category_names)
-            atomic_write_text(args.odgt_out, "".join(line + "\n" for line in lines))
+            atomic_write_text(odgt_out, "".join(line + "\n" for line in lines))
         seconds = time.perf_counter() - start
         logger.info("%d images, %d detections in %.1f s (%.1f images/s, %d process(es)) -> %s",
                     len(detections), sum(len(d["scores"]) for d in detections), seconds,
-                    len(detections) / max(seconds, 1e-9), info.world_size, args.out)
-    return 0
+                    len(detections) / max(seconds, 1e-9), info.world_size, out)

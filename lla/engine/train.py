@@ -21,7 +21,9 @@ RANK/LOCAL_RANK/WORLD_SIZE, rank 0 saves and logs, a non-finite loss aborts the 
   with :data:`~lla.engine.signals.EXIT_REQUEUE` (75).
 * A NaN/inf loss term: save the state before that step (unless already saved), print
   which term at which iteration, exit 1. The bad step's weights are never saved.
-* Output: ``<out>/model_final.pt`` (weights + the resolved experiment), ``<out>/dvclive/``.
+* Output: ``<out>/model_final.pt`` (weights + the resolved experiment), ``<out>/dvclive/``;
+  with ``--infer-out`` also the final model's detections, written by
+  :func:`lla.engine.infer.infer` in the same process group (no second process start).
 """
 
 from __future__ import annotations
@@ -43,18 +45,19 @@ from torch.utils.data import DataLoader
 from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.data.dataset import Batch, CrowdDataset, PadCollate
 from lla.data.sampler import GroupedBatchSampler, aspect_ratio_groups
+from lla.diverged import write_diverged_detections
 from lla.engine import checkpoint as ckpt
 from lla.engine.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier,
                                     cleanup_distributed, setup_distributed)
 from lla.engine.experiment import Experiment, resolve_experiment
+from lla.engine.infer import infer
+from lla.engine.model import Amp, build_model, model_inputs
 from lla.engine.optim import build_optimizer
 from lla.engine.progress import TrainingLog
 from lla.engine.schedule import ScheduleIterations, WarmupMultiStepLR, schedule_iterations
 from lla.engine.signals import EXIT_REQUEUE, StopRequest
 from lla.errors import DataError
-from lla.eval.diverged import write_diverged_detections
 from lla.io import atomic_write_json
-from lla.models.build import detector_from_config
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,6 @@ EXIT_FAILED = 1
 PREEMPTED_MARKER = "preempted.json"
 DEFAULT_RUNS_DIR = Path("runs")
 LR_SCALING_RULES = ("linear", "none")
-AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -112,33 +114,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_inputs(batch: Batch, device: torch.device) -> tuple[list[torch.Tensor], list[dict]]:
-    """Per-image tensors (3, h, w) without the collate padding, and the model's targets.
-
-    The detector normalises and pads itself; dataset labels are 1-based category ids,
-    the detector's are 0-based class indices.
-    """
-    images = [batch.images[k, :, :h, :w].to(device, non_blocking=True)
-              for k, (h, w) in enumerate(batch.image_sizes)]
-    targets = [{"boxes": t["boxes"].to(device, non_blocking=True),
-                "ignore_boxes": t["ignore_boxes"].to(device, non_blocking=True),
-                "labels": (t["labels"] - 1).to(device, non_blocking=True)}
-               for t in batch.targets]
-    return images, targets
-
-
-def build_model(exp: Experiment) -> torch.nn.Module:
-    try:
-        return detector_from_config(exp.model)
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, DataError):
-            raise
-        message = f"missing setting {e}" if isinstance(e, KeyError) else str(e)
-        raise DataError(DEFAULT_PARAMS, f"cannot build the detector of experiment "
-                                        f"'{exp.name}' ({exp.variant}, {exp.profile}): {message}",
-                        record=f"experiments.{exp.name}") from e
-
-
 # ---------------------------------------------------------------------------- one step
 
 class TrainingStep:
@@ -162,12 +137,8 @@ class TrainingStep:
             self.optimizer, milestones=schedule.milestones, gamma=schedule.gamma,
             warmup_iters=int(warmup.get("iterations", 0)),
             warmup_factor=float(warmup.get("factor", 1.0)))
-        amp_dtype = cfg.get("amp_dtype", "float16")
-        if amp_dtype not in AMP_DTYPES:
-            raise ValueError(f"train.amp_dtype must be one of {list(AMP_DTYPES)}, got {amp_dtype!r}")
-        self.amp = bool(cfg.get("amp", False)) and info.device.type == "cuda"
-        self.amp_dtype = AMP_DTYPES[amp_dtype]
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and amp_dtype == "float16")
+        self.amp = Amp.from_train_settings(cfg, info.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp.scales_gradients)
 
     def wrap_ddp(self) -> None:
         """Wrap the model in DistributedDataParallel when there are several ranks."""
@@ -178,8 +149,7 @@ class TrainingStep:
     def forward(self, batch: Batch) -> tuple[dict[str, torch.Tensor], float]:
         """Losses of one batch (this rank's, not reduced) and the lr this step uses."""
         images, targets = model_inputs(batch, self.info.device)
-        with torch.autocast(device_type=self.info.device.type, dtype=self.amp_dtype,
-                            enabled=self.amp):
+        with self.amp.autocast(self.info.device):
             losses = self.ddp_model(images, targets)
         return losses, float(self.optimizer.param_groups[0]["lr"])
 
@@ -321,7 +291,7 @@ class Trainer:
 
     def save_final_model(self, diverged: dict[str, Any] | None = None) -> Path:
         """``model_final.pt``: the current weights and the experiment; with ``diverged``
-        (``{iteration, terms}``, lla.eval.diverged) also the record of a run that stopped on
+        (``{iteration, terms}``, :mod:`lla.diverged`) also the record of a run that stopped on
         a non-finite loss (its weights are then the last good ones: the bad step was never
         applied)."""
         path = self.out_dir / ckpt.FINAL_MODEL
@@ -499,18 +469,6 @@ def resume_checkpoint(out_dir: Path, resume: str) -> Path | None:
     return Path(resume)
 
 
-def infer_after_training(args: argparse.Namespace, profile: str, final_model: Path,
-                         info: DistInfo) -> None:
-    """`lla infer --checkpoint final_model --split args.infer_split --out args.infer_out`
-    in this process group (every rank takes part, rank 0 writes)."""
-    from lla.engine.infer import infer  # infer imports this module
-
-    infer(argparse.Namespace(checkpoint=final_model, split=args.infer_split, out=args.infer_out,
-                             odgt_out=None, profile=profile, data=args.infer_data,
-                             params=args.params, images_per_device=None, device=args.device),
-          info)
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train", help="train one experiment of params.yaml (DDP under torchrun)",
@@ -582,7 +540,10 @@ def run(args: argparse.Namespace) -> int:
                     logger.info("resuming from %s (iteration %d)", start, trainer.iteration)
             code = trainer.fit(stop_after=args.stop_after, stop_request=stop_request)
         if code == EXIT_OK and args.infer_out is not None and trainer.iteration >= trainer.max_iter:
-            infer_after_training(args, profile, Path(out_dir) / ckpt.FINAL_MODEL, info)
+            # the final model's detections in this process group (every rank takes part)
+            infer(Path(out_dir) / ckpt.FINAL_MODEL, args.infer_out, info=info,
+                  split=args.infer_split, profile=profile, data=args.infer_data,
+                  params=args.params)
         return code
     except NonFiniteLossError as e:
         if info.is_main:

@@ -180,7 +180,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lla.eval.diverged import pass_on_detections_divergence
+    from lla.diverged import pass_on_detections_divergence
 
     if pass_on_detections_divergence(args.dt, args.out):  # stopped on a non-finite loss
         return 0

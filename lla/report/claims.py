@@ -292,7 +292,7 @@ class RunResults:
     def visible(self, experiment: str) -> Side:
         """The occluded GTs' mean share (percent) of positives inside the visible box, per
         run (runs that diverged or had no occluded positive give no number)."""
-        from lla.eval.visible import load_result, result_path
+        from lla.analysis.visible import load_result, result_path
         from lla.runs import run_ids
 
         values, diverged = [], 0
@@ -327,7 +327,7 @@ def levels_path(results_dir: Path, experiment: str) -> Path:
 def input_files(params: dict[str, Any], profile: str, results_dir: str | Path) -> list[str]:
     """Every file the claims read (for the workflow): the result jsons of the tables they
     name, the visible-box analyses and the FPN-level csvs."""
-    from lla.eval.visible import result_path
+    from lla.analysis.visible import result_path
     from lla.runs import run_ids
 
     results_dir = Path(results_dir)

@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from lla.analysis.fpn_levels import NO_LEVEL
+from lla.analysis.positives import FINAL, box_iou, dominant_level, most_crowded_images
 from lla.config import (DEFAULT_PARAMS, converted_json, load_params, section,
                         selected_profile)
 from lla.errors import DataError
-from lla.eval.fpn_levels import NO_LEVEL
-from lla.eval.positives import FINAL, box_iou, dominant_level, most_crowded_images
 from lla.io import atomic_write_bytes, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -107,14 +107,6 @@ def figure_data(params: dict[str, Any], profile: str, name: str) -> list[str]:
     split = "val" if name == "fig5" else settings["positives"]["split"]
     role = params["experiments"][experiment]["dataset"]
     return [str(converted_json(params, profile, role, split))]
-
-
-def evolution_iterations(params: dict[str, Any], profile: str, experiment: str) -> list[str]:
-    """Fig. 4's checkpoints: the experiment's ``train.keep_checkpoints``, then ``final``."""
-    from lla.engine.experiment import resolve_experiment
-
-    kept = resolve_experiment(params, experiment, profile).train.get("keep_checkpoints") or []
-    return [str(i) for i in sorted(set(int(i) for i in kept))] + [FINAL]
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -281,7 +273,7 @@ def draw_positives(ax, image: np.ndarray, gts: dict[str, Any], positives: dict[s
     """One panel: GT boxes and their positives on each GT's dominant level.
 
     ``gts``: an ``images[]`` entry of a positives json; ``positives``: the matching
-    ``checkpoints[].images[]`` entry (see :mod:`lla.eval.positives`).
+    ``checkpoints[].images[]`` entry (see :mod:`lla.analysis.positives`).
     """
     from matplotlib import colormaps
 

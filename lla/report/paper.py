@@ -52,10 +52,10 @@ from typing import Any
 
 import pandas as pd
 
+from lla.analysis import visible
 from lla.config import (DATASET_ROLES, DEFAULT_PARAMS, dataset_root, dataset_source, deep_merge,
                         load_params, selected_profile)
 from lla.errors import DataError
-from lla.eval import visible
 from lla.io import atomic_write_text
 from lla.report import claims as lla_claims
 from lla.report import markup

@@ -1,9 +1,9 @@
 # Analyses of trained models beyond the tables: does LLA move the positives of occluded
 # persons onto their visible body? (`lla analyze visible`; settings and the LLA-vs-baseline
 # pairs: params.yaml `analysis.<profile>.visible`). One json per run of each compared
-# experiment (lla.eval.visible.result_paths); the paper report (report.smk) renders them.
+# experiment (lla.analysis.visible.result_paths); the paper report (report.smk) renders them.
 
-from lla.eval import visible as lla_visible
+from lla.analysis import visible as lla_visible
 
 VISIBLE = lla_visible.visible_settings(config, PROFILE)
 

@@ -3,6 +3,7 @@
 # Which experiments feed which figure: params.yaml `figures` (per profile). File names and
 # settings come from lla.report.figures, so the rules and the command cannot disagree.
 
+from lla.analysis import positives as lla_positives
 from lla.report import figures as lla_figures
 
 # figure_outputs(profile) -> the PNG paths of all_figures (the paper report reads them too)
@@ -59,7 +60,7 @@ rule analyze_evolution:
         run_dir=lambda wc, input: os.path.dirname(input.checkpoint),
         positives=lambda wc: lla_figures.figure_settings(config, wc.profile)["positives"],
         iterations=lambda wc: " ".join(
-            lla_figures.evolution_iterations(config, wc.profile, wc.experiment)),
+            lla_positives.evolution_iterations(config, wc.profile, wc.experiment)),
     threads: lambda wc: job_threads(wc.profile, "analyze")
     resources:
         gpu=lambda wc: job_resources(wc.profile, "analyze")["gpus"],

@@ -18,6 +18,8 @@ Outputs:
   A GT with no pixel inside the image (dropped by the dataset) has area 0 and level -1.
 * ``--summary-csv`` (default ``<out-csv stem>.per_level.csv``): one row per level, then
   ``none``: ``level, level_name, gts, positives``.
+
+The loop over the images is :mod:`lla.analysis.checkpoint_pass`'s.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla.analysis.checkpoint_pass import (AssignedImage, analyse_checkpoint, analysis_dataset,
+                                         load_analysed_checkpoint, require_at_least_one,
+                                         split_json)
+from lla.analysis.positives import (ImageAssignment, dominant_level, level_names,
+                                    positives_per_level)
+from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.errors import DataError
-from lla.eval.diverged import checkpoint_divergence
-from lla.eval.model_pass import load_run_model, require_at_least_one
-from lla.eval.positives import dominant_level, iter_assignments, level_names, positives_per_level
 from lla.io import atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -55,30 +59,34 @@ def sample_person_annotations(annotations: Sequence[dict[str, Any]], max_gts: in
     return [persons[i] for i in sorted(chosen.tolist())]
 
 
-def allocate(model: Any, dataset: Any, annotation_ids: Sequence[int], *, batch_size: int,
-             size_divisibility: int) -> tuple[dict[int, dict[str, Any]], list[int]]:
-    """Per-level positives of the chosen GTs.
+class LevelAllocation:
+    """The accumulation: the per-level positives of the chosen GTs.
 
-    Returns ``({annotation_id: {"area", "counts": int64 (L,)}}, strides)`` for the GTs the
-    dataset keeps (a GT with no pixel in the image is absent).
+    ``found``: ``{annotation_id: {"area", "counts": int64 (L,)}}`` for the chosen GTs the
+    dataset keeps (a GT with no pixel in the image is absent); ``strides``: of the levels.
     """
-    wanted = set(int(i) for i in annotation_ids)
-    indices = [i for i, record in enumerate(dataset.records)
-               if wanted.intersection(record.annotation_ids.tolist())]
-    found: dict[int, dict[str, Any]] = {}
-    strides: list[int] = []
-    for item in iter_assignments(model, dataset, indices, batch_size=batch_size,
-                                 size_divisibility=size_divisibility):
-        strides = list(item.strides)
+
+    def __init__(self, annotation_ids: Sequence[int]):
+        self.wanted = set(int(i) for i in annotation_ids)
+        self.found: dict[int, dict[str, Any]] = {}
+        self.strides: list[int] = []
+
+    def images(self, dataset: Any) -> list[int]:
+        """The dataset indices of the images holding a chosen GT."""
+        return [i for i, record in enumerate(dataset.records)
+                if self.wanted.intersection(record.annotation_ids.tolist())]
+
+    def add(self, image: AssignedImage) -> None:
+        item = ImageAssignment.of(image)
+        self.strides = list(item.strides)
         counts = positives_per_level(item.matched_gt, item.anchor_levels, item.gt_ignore,
-                                     len(strides))
+                                     len(self.strides))
         boxes = item.target["boxes"].numpy()
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         # persons come first among the assigner's GTs, in the target's order
         for k, annotation_id in enumerate(item.target["annotation_ids"].tolist()):
-            if annotation_id in wanted:
-                found[annotation_id] = {"area": float(areas[k]), "counts": counts[k]}
-    return found, strides
+            if annotation_id in self.wanted:
+                self.found[annotation_id] = {"area": float(areas[k]), "counts": counts[k]}
 
 
 def level_rows(sampled: Sequence[dict[str, Any]], found: dict[int, dict[str, Any]],
@@ -150,26 +158,20 @@ def run(args: argparse.Namespace) -> int:
                                        "--batch-size": args.batch_size})
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
-    from lla.data.dataset import CrowdDataset
-    from lla.engine import checkpoint as ckpt  # imports torch: only when the command runs
-
-    state = ckpt.load_checkpoint(args.checkpoint)
-    if checkpoint_divergence(state) is not None:
-        raise DataError(args.checkpoint, "the run diverged (non-finite loss): no level allocation "
-                                         "to draw; pick another experiment in params `figures`")
-    json_path = args.data or converted_json(params, profile, state["config"]["dataset"],
-                                            args.split)
+    state = load_analysed_checkpoint(
+        args.checkpoint,
+        nothing="no level allocation to draw; pick another experiment in params `figures`")
+    json_path = split_json(params, profile, state, args.split, args.data)
     sampled = sample_person_annotations(read_json(json_path)["annotations"], args.max_gts,
                                         args.seed)
     if not sampled:
         raise DataError(json_path, "no person annotations to sample")
-    model, exp = load_run_model(state)
-    dataset = CrowdDataset.from_config(json_path, section(params, "input", profile), train=False)
-    found, strides = allocate(model, dataset, [ann["id"] for ann in sampled],
-                              batch_size=args.batch_size,
-                              size_divisibility=int(exp.model["input"]["size_divisibility"]))
-    strides = strides or list(exp.model["strides"])
-    rows = level_rows(sampled, found, strides)
+    dataset = analysis_dataset(json_path, params, profile)
+    allocation = LevelAllocation([ann["id"] for ann in sampled])
+    exp = analyse_checkpoint(state, dataset, allocation.images(dataset), allocation,
+                             batch_size=args.batch_size)
+    strides = allocation.strides or list(exp.model["strides"])
+    rows = level_rows(sampled, allocation.found, strides)
     summary = level_summary(rows, strides)
     summary_path = args.summary_csv or default_summary_path(args.out_csv)
     atomic_write_text(args.out_csv, csv_text(rows))

@@ -13,6 +13,7 @@ Output json: ``{"AAR": fraction, "ambiguous": int, "positives": int, "images": i
 "experiment", "profile", "split", "checkpoint"}``. ``AAR`` is null when no anchor is
 positive.
 
+The loop over the images is :mod:`lla.analysis.checkpoint_pass`'s; this module counts.
 Torch is imported inside the command, so `lla analyze --help` stays light.
 """
 
@@ -23,12 +24,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from lla.config import converted_json, load_params, section, selected_profile
-from lla.eval.diverged import pass_on_checkpoint_divergence
-from lla.eval.model_pass import (add_checkpoint_pass_arguments, assignment_batches,
-                                 check_checkpoint_pass_arguments, load_run_model)
+from lla.analysis.checkpoint_pass import AssignedImage, add_checkpoint_pass_arguments, run_on_split
 from lla.errors import DataError
-from lla.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -59,31 +56,28 @@ def aar(ambiguous: int, positives: int) -> float | None:
     return ambiguous / positives if positives else None
 
 
-def measure(state: dict[str, Any], checkpoint: Path, json_path: Path, input_cfg: dict[str, Any],
-            *, max_images: int | None, batch_size: int) -> dict[str, Any]:
-    """Assign every image of ``json_path`` (the first ``max_images``) with the model of a
-    loaded checkpoint ``state`` (read from ``checkpoint``) and count ambiguous / positive
-    anchors."""
-    from lla.data.dataset import CrowdDataset
+class AmbiguityCount:
+    """AAR's accumulation: ambiguous and positive anchors, summed over the images.
 
-    model, exp = load_run_model(state)
-    dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    if count == 0:
-        raise DataError(json_path, "no images to analyse")
-    ambiguous = positives = 0
-    for _, diagnostics, _ in assignment_batches(
-            model, dataset, range(count), batch_size=batch_size,
-            size_divisibility=int(exp.model["input"]["size_divisibility"])):
+    Args:
+        checkpoint, variant: named by the error for an assigner without candidates.
+    """
+
+    def __init__(self, checkpoint: Path, variant: str):
+        self.checkpoint, self.variant = checkpoint, variant
+        self.ambiguous = self.positives = 0
+
+    def add(self, image: AssignedImage) -> None:
         try:
-            counts = ambiguous_counts(diagnostics.assignments,
-                                      [t.ignore for t in diagnostics.targets])
+            ambiguous, positives = ambiguous_counts([image.assignment], [image.gt.ignore])
         except ValueError as e:
-            raise DataError(checkpoint, f"{exp.variant}: {e}") from None
-        ambiguous += counts[0]
-        positives += counts[1]
-    return {"AAR": aar(ambiguous, positives), "ambiguous": ambiguous, "positives": positives,
-            "images": count, "experiment": exp.name}
+            raise DataError(self.checkpoint, f"{self.variant}: {e}") from None
+        self.ambiguous += ambiguous
+        self.positives += positives
+
+    def result(self) -> dict[str, Any]:
+        return {"AAR": aar(self.ambiguous, self.positives), "ambiguous": self.ambiguous,
+                "positives": self.positives}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -96,21 +90,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_checkpoint_pass_arguments(args)
-    params = load_params(args.params)
-    profile = selected_profile(params, args.profile)
-    from lla.engine import checkpoint as ckpt  # imports torch: only when the command runs
-
-    state = ckpt.load_checkpoint(args.checkpoint)
-    if pass_on_checkpoint_divergence(state, args.checkpoint, args.out, profile=profile,
-                                     split=args.split):  # the tables' "—"
-        return 0
-    json_path = args.data or converted_json(params, profile, state["config"]["dataset"], args.split)
-    result = measure(state, args.checkpoint, json_path, section(params, "input", profile),
-                     max_images=args.max_images, batch_size=args.batch_size)
-    result.update(profile=profile, split=args.split, checkpoint=str(args.checkpoint))
-    atomic_write_json(args.out, result)
-    logger.info("AAR %s (%d ambiguous / %d positives, %d images) -> %s",
-                "n/a" if result["AAR"] is None else f"{100 * result['AAR']:.2f}%",
-                result["ambiguous"], result["positives"], result["images"], args.out)
+    result = run_on_split(args, lambda state, json_path: AmbiguityCount(
+        args.checkpoint, state["config"]["variant"]))
+    if result is not None:
+        logger.info("AAR %s (%d ambiguous / %d positives, %d images) -> %s",
+                    "n/a" if result["AAR"] is None else f"{100 * result['AAR']:.2f}%",
+                    result["ambiguous"], result["positives"], result["images"], args.out)
     return 0
