@@ -10,12 +10,13 @@ import torch
 
 from lla.assign import NEGATIVE, FreeAnchorAssigner, NoisyAnchorAssigner, anchor_bags, build_assigner
 from lla.assign.base import Assignment
-from lla.assign.pisa import ReweightConfig, carl_weights, iou_hierarchical_local_rank, isr_p_weights
 from lla.config import load_params
 from lla.models import build_detector, resolve_variant, variant_names
 from lla.models.box_coders import DeltaBoxCoder
-from lla.models.free_anchor import mean_max, positive_bag_loss, positive_probability
-from lla.models.losses import ImageTargets, LossConfig, dense_detection_loss, soft_sigmoid_focal_loss
+from lla.models.losses import ImageTargets, LossConfig, dense_detection_loss
+from lla.models.losses.classification import soft_sigmoid_focal_loss
+from lla.models.losses.free_anchor import mean_max, positive_bag_loss, positive_probability
+from lla.models.losses.pisa import ReweightConfig, carl_weights, iou_hierarchical_local_rank, isr_p_weights
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 LN2 = math.log(2.0)

@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from lla.assign.base import IGNORED, NEGATIVE, Assignment
-from lla.models import losses as losses_module
 from lla.models.anchors import AnchorGenerator, cell_anchor_shapes, grid_centers
 from lla.models.box_coders import DeltaBoxCoder, LTRBBoxCoder
 from lla.models.heads import DenseHead, flatten_level
-from lla.models.losses import (ImageTargets, LossConfig, batch_normalizer, centerness_target,
-                               dense_detection_loss, elementwise_iou)
+from lla.models.losses import ImageTargets, LossConfig, dense_detection_loss
+from lla.models.losses import normalizer as normalizer_module
+from lla.models.losses.geometry import centerness_target, elementwise_iou
+from lla.models.losses.normalizer import batch_normalizer
 from lla.models.postprocess import PostprocessConfig, postprocess_image
 
 RETINA_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
@@ -355,9 +356,9 @@ def test_normalizer_is_all_reduced_once_per_batch(monkeypatch):
         calls.append(tensor.item())
         tensor.add_(3.0)
 
-    monkeypatch.setattr(losses_module.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(losses_module.dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(losses_module.dist, "all_reduce", fake_all_reduce)
+    monkeypatch.setattr(normalizer_module.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(normalizer_module.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(normalizer_module.dist, "all_reduce", fake_all_reduce)
     assignment = Assignment(matched_gt=torch.tensor([0, NEGATIVE, 1]))
     _, norm = dense_detection_loss(
         cls_logits=torch.zeros(2, 3, 1), box_out=PRED_BOXES.repeat(2, 1, 1),
@@ -371,7 +372,7 @@ def test_normalizer_is_all_reduced_once_per_batch(monkeypatch):
     # Centerness weighting sends the positive count and the centerness sum in the same
     # single all-reduce: a 2-vector, one call.
     calls.clear()
-    monkeypatch.setattr(losses_module.dist, "all_reduce",
+    monkeypatch.setattr(normalizer_module.dist, "all_reduce",
                         lambda t: calls.append(t.tolist()) or t.add_(3.0))
     dense_detection_loss(
         cls_logits=torch.zeros(1, 3, 1), box_out=PRED_BOXES, pred_boxes=PRED_BOXES,
