@@ -3,9 +3,11 @@
 * ``loss.box``: ``giou`` (``1 - GIoU``, torchvision), ``iou`` (``-ln IoU``), ``linear_iou``
   (``1 - IoU``) on decoded boxes, or ``smooth_l1`` on the box coder's deltas (RetinaNet).
 * ``loss.box_weighting``: ``centerness`` weights each positive by its FCOS centerness
-  target (FCOS, ATSS), ``iou`` by the IoU of its detached prediction with its GT (PAA);
-  the term is then divided by the batch's sum of those weights
-  (:func:`~lla.models.losses.normalizer.batch_normalizers`).
+  target (FCOS, ATSS), ``iou`` by the IoU of its detached prediction with its GT (PAA).
+  ``loss.box_weighting_normalizer`` says what the weighted term divides by: the
+  normaliser of the other terms (``positives``: the LLA authors' FCOS/ATSS baselines) or
+  the batch's sum of the weights (``weight_sum``: the FCOS/mmdetection convention, PAA's
+  released code); see :func:`~lla.models.losses.normalizer.batch_normalizers`.
 """
 
 from __future__ import annotations

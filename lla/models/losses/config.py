@@ -15,6 +15,7 @@ from .pisa import CARL_DEFAULT, ISR_DEFAULT, ReweightConfig
 BOX_LOSSES = ("giou", "iou", "linear_iou", "smooth_l1")
 NORMALIZERS = ("positives", "matched")
 BOX_WEIGHTINGS = ("none", "centerness", "iou")
+BOX_WEIGHTING_NORMALIZERS = ("positives", "weight_sum")
 MODES = ("standard", "free_anchor")
 
 
@@ -29,8 +30,12 @@ class LossConfig:
         smooth_l1_beta: transition point of smooth-L1.
         normalizer: "positives" or "matched" (positives + anchors matched to ignore GTs).
         box_weighting: "none", "centerness" (FCOS/ATSS: each positive's box loss weighted by
-            its centerness target, normalised by the batch's sum of them) or "iou" (PAA's
-            released code: the same with the IoU of the detached prediction).
+            its centerness target) or "iou" (PAA: weighted by the IoU of the detached
+            prediction with its GT).
+        box_weighting_normalizer: what a weighted box term divides by: "positives" (the
+            normaliser of the other terms; the LLA authors' released FCOS/ATSS baselines) or
+            "weight_sum" (the batch's sum of the weights; the FCOS/mmdetection convention
+            and PAA's released code). Read only when ``box_weighting`` is not "none".
         mode: "standard", or "free_anchor" (FreeAnchor's bag losses replace cls/box terms).
         free_anchor: settings of :class:`~lla.models.losses.free_anchor.FreeAnchorConfig` (a
             dict in params.yaml); only with ``mode="free_anchor"``.
@@ -47,6 +52,7 @@ class LossConfig:
     smooth_l1_beta: float = 0.1
     normalizer: str = "positives"
     box_weighting: str = "none"
+    box_weighting_normalizer: str = "positives"
     mode: str = "standard"
     free_anchor: FreeAnchorConfig | dict | None = None
     isr: ReweightConfig | dict | None = None
@@ -70,6 +76,9 @@ class LossConfig:
         if self.box_weighting not in BOX_WEIGHTINGS:
             raise ValueError(f"loss.box_weighting must be one of {BOX_WEIGHTINGS}, "
                              f"got {self.box_weighting!r}")
+        if self.box_weighting_normalizer not in BOX_WEIGHTING_NORMALIZERS:
+            raise ValueError(f"loss.box_weighting_normalizer must be one of {BOX_WEIGHTING_NORMALIZERS}, "
+                             f"got {self.box_weighting_normalizer!r}")
 
 
 def settings_from(cls, value, default=None):

@@ -10,8 +10,8 @@ key                   term                                        chosen by
 ``loss_cls``          focal loss, hard or soft targets            always (soft: Noisy Anchor's
                       (:mod:`.classification`); ISR-P             assignment); ``isr``
                       re-weighting of positives (:mod:`.pisa`)
-``loss_box``          per-positive box loss (:mod:`.box`),        ``box``, ``box_weighting``
-                      optionally quality-weighted
+``loss_box``          per-positive box loss (:mod:`.box`),        ``box``, ``box_weighting``,
+                      optionally quality-weighted                 ``box_weighting_normalizer``
 ``loss_carl``         CARL (:mod:`.pisa`)                         ``carl``
 ``loss_aux``          centerness / IoU-branch BCE                 the head's ``aux``
                       (:mod:`.auxiliary`)
@@ -69,7 +69,8 @@ def dense_detection_loss(*, cls_logits: Tensor, box_out: Tensor, pred_boxes: Ten
                          assignments=assignments, normalizer=cfg.normalizer)
     positives = batch.positives
     quality = box_quality(cfg.box_weighting, positives)                      # (P,) or None
-    normalizer, box_normalizer = batch_normalizers(batch.count, None if quality is None else quality.sum())
+    divide_by_weights = quality is not None and cfg.box_weighting_normalizer == "weight_sum"
+    normalizer, box_normalizer = batch_normalizers(batch.count, quality.sum() if divide_by_weights else None)
 
     cls_losses = classification_losses(batch.rows, cfg.focal_alpha, cfg.focal_gamma)
     cls_weights = batch.rows.weights
