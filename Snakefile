@@ -34,7 +34,7 @@ rule data:
 rule all_tables:
     """Tables 1-7 of the paper (markdown + csv) for the selected profile."""
     input:
-        [table_outputs(PROFILE, table) for table in TABLES],
+        all_table_outputs(PROFILE),
 
 
 rule all:
@@ -44,8 +44,8 @@ rule all:
         rules.all_tables.input,
         rules.all_figures.input,
         rules.report.input,
-        f"results/{PROFILE}/curves",
-        f"results/{PROFILE}/tables/claims.md",
+        str(layout.results(PROFILE).curves_dir),
+        str(layout.results(PROFILE).claims("md")),
 
 
 for _table in TABLES:

@@ -32,7 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from lla.config import converted_json, load_params  # noqa: E402
+from lla.config import load_params  # noqa: E402
+from lla.layout import converted_json  # noqa: E402
 from lla.data.dataset import Batch  # noqa: E402
 from lla.engine.distributed import DistInfo  # noqa: E402
 from lla.engine.experiment import resolve_experiment  # noqa: E402

@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 
+from lla.data import registry
 from lla.errors import DataError
 
 # group name -> (help text, modules that each register one or more commands)
@@ -21,7 +22,7 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
              ("lla.data.synthcrowd", "lla.data.download", "lla.data.convert",
               "lla.data.stats")),
     "eval": ("evaluate detections: CrowdHuman MR/AP/Recall, CityPersons MR",
-             ("lla.eval.crowdhuman", "lla.eval.citypersons")),
+             tuple(spec.evaluator for spec in registry.DATASETS.values())),
     "analyze": ("analyses of trained models: AAR (Table 5), FPN levels, positives",
                 ("lla.analysis.aar", "lla.analysis.fpn_levels", "lla.analysis.positives",
                  "lla.analysis.visible")),

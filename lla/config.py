@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from lla.data import registry
 from lla.errors import DataError
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -85,7 +86,6 @@ def section(params: dict[str, Any], name: str, profile: str | None = None) -> di
     return merged
 
 
-DATASET_ROLES = ("crowdhuman", "citypersons")
 DATA_SOURCES = ("download", "synthcrowd")
 
 
@@ -93,38 +93,20 @@ def profile_names(params: dict[str, Any]) -> list[str]:
     return list(params.get("profiles", {}))
 
 
-def dataset_source(params: dict[str, Any], profile: str, role: str) -> str:
-    """Where ``role`` ('crowdhuman' or 'citypersons') comes from in ``profile``."""
+def dataset_source(params: dict[str, Any], profile: str, dataset: str) -> str:
+    """Where ``dataset`` (a name of :mod:`lla.data.registry`) comes from in ``profile``."""
     profiles = params.get("profiles", {})
     if profile not in profiles:
         raise DataError(_source(params), f"unknown profile '{profile}' "
                                         f"(known: {', '.join(profiles) or 'none'})")
-    if role not in DATASET_ROLES:
-        raise DataError(_source(params), f"unknown dataset role '{role}' "
-                                        f"(known: {', '.join(DATASET_ROLES)})")
-    source = profiles[profile].get("datasets", {}).get(role)
+    if dataset not in registry.names():
+        raise DataError(_source(params), f"unknown dataset '{dataset}' "
+                                        f"(known: {', '.join(registry.names())})")
+    source = profiles[profile].get("datasets", {}).get(dataset)
     if source not in DATA_SOURCES:
-        raise DataError(_source(params), f"profiles.{profile}.datasets.{role} is {source!r}; "
+        raise DataError(_source(params), f"profiles.{profile}.datasets.{dataset} is {source!r}; "
                                         f"expected one of {', '.join(DATA_SOURCES)}")
     return source
-
-
-def dataset_root(params: dict[str, Any], profile: str, role: str) -> Path:
-    """Directory holding ``role``'s dataset in its official on-disk layout for ``profile``.
-
-    The official layouts (CrowdHuman: ``Images/``, ``annotation_{split}.odgt``;
-    CityPersons: ``leftImg8bit/``, ``annotations/``) are the same for downloaded and
-    generated data, so everything downstream is source-agnostic.
-    """
-    data_root = Path(params.get("data_root", "data"))
-    if dataset_source(params, profile, role) == "download":
-        return data_root / role
-    return data_root / "synthcrowd" / profile / role
-
-
-def converted_json(params: dict[str, Any], profile: str, role: str, split: str) -> Path:
-    """The converted COCO-style json of one split (the contract between data and models)."""
-    return dataset_root(params, profile, role) / "converted" / f"{split}.json"
 
 
 def selected_profile(params: dict[str, Any], requested: str | None) -> str:

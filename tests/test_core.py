@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lla import cli, config, io
+from lla.data import registry
 from lla.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,24 +86,20 @@ def test_load_params_reports_yaml_line(tmp_path):
         config.load_params(bad)
 
 
-def test_repository_params_define_every_profile_and_role():
+def test_repository_params_define_every_profile_and_dataset():
     params = config.load_params(ROOT / "params.yaml")
     assert set(config.profile_names(params)) >= {"paper", "official_code", "mini", "micro"}
     assert params["profile"] in params["profiles"]
     for profile in config.profile_names(params):
-        for role in config.DATASET_ROLES:
-            root = config.dataset_root(params, profile, role)
-            assert root.name == role
-    assert config.converted_json(params, "mini", "crowdhuman", "val") == Path(
-        params["data_root"], "synthcrowd", "mini", "crowdhuman", "converted", "val.json")
-    assert config.dataset_root(params, "paper", "citypersons") == Path(params["data_root"], "citypersons")
+        for dataset in registry.names():
+            assert config.dataset_source(params, profile, dataset) in config.DATA_SOURCES
 
 
 def test_dataset_source_errors_are_clear():
     params = {"profiles": {"p": {"datasets": {"crowdhuman": "ftp"}}}}
     with pytest.raises(DataError, match="unknown profile 'q'"):
         config.dataset_source(params, "q", "crowdhuman")
-    with pytest.raises(DataError, match="unknown dataset role"):
+    with pytest.raises(DataError, match="unknown dataset 'kitti'"):
         config.dataset_source(params, "p", "kitti")
     with pytest.raises(DataError, match="expected one of download, synthcrowd"):
         config.dataset_source(params, "p", "crowdhuman")

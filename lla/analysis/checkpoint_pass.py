@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla import layout
+from lla.config import DEFAULT_PARAMS, load_params, section, selected_profile
 from lla.diverged import checkpoint_divergence, pass_on_checkpoint_divergence
 from lla.errors import DataError
 from lla.io import atomic_write_json
@@ -132,7 +133,7 @@ def load_analysed_checkpoint(path: Path, *, nothing: str) -> dict[str, Any]:
 def split_json(params: dict[str, Any], profile: str, state: dict[str, Any], split: str,
                data: Path | None) -> Path:
     """``data``, else the profile's converted json of the checkpoint's dataset and ``split``."""
-    return data or converted_json(params, profile, state["config"]["dataset"], split)
+    return data or layout.converted_json(params, profile, state["config"]["dataset"], split)
 
 
 def analysis_dataset(json_path: Path, params: dict[str, Any], profile: str) -> Any:

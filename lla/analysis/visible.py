@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from lla import layout
 from lla.analysis.checkpoint_pass import AssignedImage, add_checkpoint_pass_arguments, run_on_split
 from lla.config import DEFAULT_PARAMS, section
 from lla.errors import DataError
@@ -223,7 +224,7 @@ def compared_experiments(settings: dict[str, Any]) -> list[str]:
 
 def result_path(analysis_dir: str | Path, run: str) -> Path:
     """Where the pipeline writes the json of a run (an experiment, or one of its seeds)."""
-    return Path(analysis_dir) / f"visible_{run}.json"
+    return layout.analysis_file(analysis_dir, "visible", run)
 
 
 def result_paths(params: dict[str, Any], profile: str,

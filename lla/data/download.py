@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lla.data import archive
+from lla import layout
+from lla.data import archive, registry
 from lla.errors import DataError
 from lla.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("crowdhuman", "citypersons")
 DEFAULT_PARAMS = "params.yaml"
 MANIFEST_NAME = "download_manifest.json"
 PART_SUFFIX = ".part"
@@ -196,9 +196,9 @@ def load_source(params: dict[str, Any], dataset: str, params_path: Path,
         raise DataError(params_path, f"file(s) listed twice: {', '.join(duplicates)}",
                         record=f"{dataset}.download.files")
     if root is None:
-        root = block.get("root", Path(str(params.get("data_root", "data")), dataset).as_posix())
-        if not isinstance(root, str) or not root:
+        if "root" in block and (not isinstance(block["root"], str) or not block["root"]):
             raise DataError(params_path, f"'{dataset}.root' must name the dataset directory")
+        root = layout.download_root(params, dataset)
     auth_env = download.get("auth_env") or {}
     if not isinstance(auth_env, dict):
         raise DataError(params_path, "'auth_env' must map host names to environment "
@@ -642,7 +642,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "directory and exits with status 1; rerun it after placing them.\n\n"
             "A token for a host (e.g. a gated Hugging Face dataset) is read from the\n"
             "environment variable named in <dataset>.download.auth_env (HF_TOKEN)."))
-    parser.add_argument("dataset", choices=DATASETS, help="which dataset")
+    parser.add_argument("dataset", choices=registry.names(), help="which dataset")
     parser.add_argument("--root", metavar="DIR",
                         help="dataset directory (default: <dataset>.root in params, else <data_root>/<dataset>)")
     parser.add_argument("--params", default=DEFAULT_PARAMS, metavar="FILE",

@@ -51,12 +51,15 @@ from typing import Any
 
 import numpy as np
 
+from lla.data import registry
 from lla.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FLAVOURS = ("crowdhuman", "citypersons")
-SPLITS = ("train", "val")
+# The dataset layouts synthcrowd draws (lla.data.registry); a flavour's index in this
+# tuple is part of its images' seeds.
+FLAVOURS = registry.synthcrowd_flavours()
+SPLITS = registry.SPLITS
 GENERATOR_VERSION = 1          # bump when the drawing changes: invalidates old manifests
 MANIFEST = "synthcrowd_manifest.json"
 SIZE_MULTIPLE = 128
@@ -749,9 +752,7 @@ def generate_one(settings: SynthSettings, root: Path, job: tuple[str, str, int])
 
 
 def _annotation_paths(root: Path, flavour: str) -> list[Path]:
-    if flavour == "crowdhuman":
-        return [root / f"annotation_{s}.odgt" for s in SPLITS]
-    return [root / "annotations" / f"anno_{s}.mat" for s in SPLITS]
+    return [Path(p) for p in registry.get(flavour).annotation_files(root, SPLITS)]
 
 
 def _is_up_to_date(root: Path, flavour: str, fingerprint: str) -> bool:

@@ -32,12 +32,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from lla import layout
 from lla.errors import DataError
 from lla.io import atomic_path
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_DIR = "checkpoints"
-FINAL_MODEL = "model_final.pt"
+FINAL_MODEL = layout.FINAL_CHECKPOINT
 _CHECKPOINT_NAME = re.compile(r"^iter_(\d{7,})\.pt$")
 
 

@@ -26,7 +26,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lla.config import DATASET_ROLES, DEFAULT_PARAMS, converted_json, deep_merge, section
+from lla import layout
+from lla.config import DEFAULT_PARAMS, deep_merge, section
+from lla.data import registry
 from lla.errors import DataError
 from lla.models.build import resolve_variant
 from lla.runs import split_run_id
@@ -67,7 +69,7 @@ class Experiment:
 
     def split_json(self, params: dict[str, Any], split: str) -> Path:
         """The converted dataset json of ``split`` for this experiment's dataset and profile."""
-        return converted_json(params, self.profile, self.dataset, split)
+        return layout.converted_json(params, self.profile, self.dataset, split)
 
 
 def experiment_names(params: dict[str, Any]) -> list[str]:
@@ -91,8 +93,8 @@ def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Exper
     for key in ("model", "dataset"):
         if key not in spec:
             raise DataError(DEFAULT_PARAMS, f"missing '{key}'", record=record)
-    if spec["dataset"] not in DATASET_ROLES:
-        raise DataError(DEFAULT_PARAMS, f"dataset must be one of {', '.join(DATASET_ROLES)}, "
+    if spec["dataset"] not in registry.names():
+        raise DataError(DEFAULT_PARAMS, f"dataset must be one of {', '.join(registry.names())}, "
                                         f"got {spec['dataset']!r}", record=record)
     model = deep_merge(resolve_variant(params, spec["model"], profile),
                        spec.get("model_overrides") or {})

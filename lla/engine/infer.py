@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section
+from lla import layout
+from lla.config import DEFAULT_PARAMS, load_params, section
 from lla.data.dataset import CrowdDataset, PadCollate
 from lla.data.sampler import aspect_ratio_groups
 from lla.diverged import checkpoint_divergence, write_diverged_detections
@@ -208,7 +209,7 @@ def infer(checkpoint: Path, out: Path, *, info: DistInfo, split: str = "val",
         profile, input_cfg = exp.profile, exp.input
     else:
         input_cfg = section(load_params(params), "input", profile)
-    json_path = data or converted_json(load_params(params), profile, exp.dataset, split)
+    json_path = data or layout.converted_json(load_params(params), profile, exp.dataset, split)
     dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
     images, category_names = images_and_categories(json_path, int(exp.model["num_classes"]))
     batch_size = images_per_device or int(exp.train["infer_images_per_device"])

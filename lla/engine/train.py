@@ -42,6 +42,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from lla import layout
 from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.data.dataset import Batch, CrowdDataset, PadCollate
 from lla.data.sampler import GroupedBatchSampler, aspect_ratio_groups
@@ -64,7 +65,6 @@ logger = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 PREEMPTED_MARKER = "preempted.json"
-DEFAULT_RUNS_DIR = Path("runs")
 LR_SCALING_RULES = ("linear", "none")
 
 
@@ -80,10 +80,6 @@ class NonFiniteLossError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- helpers
-
-def default_out_dir(profile: str, experiment: str) -> Path:
-    return DEFAULT_RUNS_DIR / profile / experiment
-
 
 def scaled_lr(train_cfg: dict[str, Any], global_batch: int) -> float:
     """The lr of ``train_cfg`` for ``global_batch`` images per iteration (module doc)."""
@@ -517,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     exp = resolve_experiment(params, args.experiment, profile)
-    out_dir = args.out or default_out_dir(profile, exp.name)
+    out_dir = args.out or layout.run_dir(profile, exp.name)
     if args.stop_after is not None and args.stop_after < 1:
         raise DataError(args.params, f"--stop-after must be >= 1, got {args.stop_after}")
     info = setup_distributed(args.device)

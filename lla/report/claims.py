@@ -62,6 +62,7 @@ from typing import Any
 
 import pandas as pd
 
+from lla import layout
 from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text
@@ -298,7 +299,7 @@ class RunResults:
         values, diverged = [], 0
         runs = run_ids(self.params, experiment, self.profile)
         for run in runs:
-            result = load_result(result_path(self.results_dir / "analysis", run))
+            result = load_result(result_path(layout.Results(self.results_dir).analysis_dir, run))
             if result.get("diverged") is True:
                 diverged += 1
             elif result["occluded"]["mean_fraction"] is not None:
@@ -319,9 +320,7 @@ class RunResults:
 
 
 def levels_path(results_dir: Path, experiment: str) -> Path:
-    from lla.report.figures import analysis_path
-
-    return analysis_path(results_dir, "levels", experiment)
+    return layout.Results(Path(results_dir)).figure_data("levels", experiment)
 
 
 def input_files(params: dict[str, Any], profile: str, results_dir: str | Path) -> list[str]:
@@ -341,7 +340,7 @@ def input_files(params: dict[str, Any], profile: str, results_dir: str | Path) -
                           for experiment in tables.table_experiments(params, table)
                           for run in run_ids(params, experiment, profile)]
         if kind == "visible":
-            paths += [result_path(results_dir / "analysis", run)
+            paths += [result_path(layout.Results(results_dir).analysis_dir, run)
                       for experiment in (spec["method"], spec["baseline"])
                       for run in run_ids(params, experiment, profile)]
         elif kind == "finer_levels":
@@ -576,7 +575,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
-    verdicts = check_claims(params, profile, args.results or Path("results") / profile,
+    verdicts = check_claims(params, profile, args.results or layout.results(profile).root,
                             args.paper_values)
     atomic_write_text(args.md, render_markdown(verdicts, profile))
     atomic_write_text(args.csv, render_csv(verdicts))

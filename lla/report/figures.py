@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from lla import layout
 from lla.analysis.fpn_levels import NO_LEVEL
 from lla.analysis.positives import FINAL, box_iou, dominant_level, most_crowded_images
-from lla.config import (DEFAULT_PARAMS, converted_json, load_params, section,
-                        selected_profile)
+from lla.config import DEFAULT_PARAMS, load_params, section, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_bytes, atomic_write_text, read_json
 
@@ -66,16 +66,6 @@ def experiments_of(settings: dict[str, Any], name: str) -> dict[str, str]:
     return dict(spec["experiments"])
 
 
-def analysis_path(results: str | Path, kind: str, experiment: str) -> Path:
-    """``<results>/figure_data/<kind>_<experiment>.<json|csv>`` for kind positives | evolution | levels."""
-    extension = "csv" if kind == "levels" else "json"
-    return Path(results) / "figure_data" / f"{kind}_{experiment}.{extension}"
-
-
-def detections_path(results: str | Path, experiment: str) -> Path:
-    return Path(results) / "detections" / f"{experiment}.json"
-
-
 INPUT_KIND = {"fig1": "positives", "fig2": "positives", "fig3": "levels", "fig4": "evolution",
               "fig5": "detections"}
 
@@ -88,14 +78,15 @@ def figure_inputs(params: dict[str, Any], profile: str, name: str,
                         f"unknown figure '{name}' (known: {', '.join(FIGURES)})")
     kind = INPUT_KIND[name]
     experiments = experiments_of(figure_settings(params, profile), name)
+    files = layout.Results(Path(results))
     if kind == "detections":
-        return [detections_path(results, e) for e in experiments]
-    return [analysis_path(results, kind, e) for e in experiments]
+        return [files.detections(e) for e in experiments]
+    return [files.figure_data(kind, e) for e in experiments]
 
 
 def figure_outputs(profile: str) -> list[str]:
     """The PNGs of the workflow's ``all_figures`` (fig3 also writes ``fig3_levels.csv``)."""
-    return [f"results/{profile}/figures/{name}.png" for name in FIGURES]
+    return [str(layout.results(profile).figure(name)) for name in FIGURES]
 
 
 def figure_data(params: dict[str, Any], profile: str, name: str) -> list[str]:
@@ -106,7 +97,7 @@ def figure_data(params: dict[str, Any], profile: str, name: str) -> list[str]:
     experiment = next(iter(experiments_of(settings, name)))
     split = "val" if name == "fig5" else settings["positives"]["split"]
     role = params["experiments"][experiment]["dataset"]
-    return [str(converted_json(params, profile, role, split))]
+    return [str(layout.converted_json(params, profile, role, split))]
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -553,7 +544,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     settings = figure_settings(params, profile)
-    results = args.results or Path("results") / profile
+    results = args.results or layout.results(profile).root
     experiments = experiments_of(settings, args.name)
     inputs = figure_inputs(params, profile, args.name, results)
     for path in inputs:

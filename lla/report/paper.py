@@ -52,9 +52,10 @@ from typing import Any
 
 import pandas as pd
 
+from lla import layout
 from lla.analysis import visible
-from lla.config import (DATASET_ROLES, DEFAULT_PARAMS, dataset_root, dataset_source, deep_merge,
-                        load_params, selected_profile)
+from lla.config import DEFAULT_PARAMS, dataset_source, deep_merge, load_params, selected_profile
+from lla.data import registry
 from lla.errors import DataError
 from lla.io import atomic_write_text
 from lla.report import claims as lla_claims
@@ -137,7 +138,7 @@ def report_date() -> str:
 
 def dataset_text(params: dict[str, Any], profile: str, role: str) -> str:
     """Where ``role``'s data came from in ``profile``, in words."""
-    root = dataset_root(params, profile, role)
+    root = layout.dataset_root(params, profile, role)
     if dataset_source(params, profile, role) == "download":
         return f"{role}: the official dataset ({root})"
     return f"{role}: synthcrowd, generated in the {role} layout ({root})"
@@ -155,7 +156,7 @@ def run_facts(params: dict[str, Any], params_path: Path, profile: str) -> list[t
     description = ((params.get("profiles") or {}).get(profile) or {}).get("description", "")
     return [
         ("profile", f"`{profile}`" + (f": {description}" if description else "")),
-        ("datasets", "; ".join(dataset_text(params, profile, r) for r in DATASET_ROLES)),
+        ("datasets", "; ".join(dataset_text(params, profile, r) for r in registry.names())),
         ("code", f"git commit `{state.commit}`{tree}"),
         ("params.yaml", f"sha256 `{file_sha256(params_path)}` (the file's bytes)"),
         ("resolved settings", f"sha256 `{settings_sha256(params, profile)}` (the settings of "
@@ -359,11 +360,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
-    results = args.results or Path("results") / profile
+    results = args.results or layout.results(profile).root
     tables = [load_table(params, profile, name, results, args.paper_values)
               for name in params.get("tables") or {}]
     figures = load_figures(list(args.figures))
-    settings, visible_rows = load_visible(params, profile, results / "analysis")
+    settings, visible_rows = load_visible(params, profile, layout.Results(results).analysis_dir)
     claims = lla_claims.check_claims(params, profile, results, args.paper_values)
     parts = report_parts(run_facts(params, args.params, profile), tables, figures, settings,
                          visible_rows, args.out_md, profile, claims)

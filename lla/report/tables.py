@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from lla import layout
 from lla.config import DEFAULT_PARAMS, dataset_source, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text, read_json
@@ -116,11 +117,11 @@ def table_experiments(params: dict[str, Any], name: str) -> list[str]:
 
 def result_path(results_dir: str | Path, source: str, experiment: str) -> Path:
     """Where the pipeline writes ``experiment``'s json for a table ``source``."""
-    results_dir = Path(results_dir)
+    files = layout.Results(Path(results_dir))
     if source == "metrics":
-        return results_dir / "metrics" / f"{experiment}.json"
+        return files.metrics(experiment)
     if source == "analysis":
-        return results_dir / "analysis" / f"aar_{experiment}.json"
+        return files.analysis("aar", experiment)
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
 
 
@@ -381,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     spec = table_spec(params, args.name)
-    results = args.results or Path("results") / profile
+    results = args.results or layout.results(profile).root
     cells = load_table_frame(params, args.name, results, profile, args.paper_values)
     source = dataset_source(params, profile, spec["dataset"])
     atomic_write_text(args.md, render_markdown(spec, cells, profile=profile, data_source=source))

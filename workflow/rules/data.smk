@@ -1,29 +1,18 @@
-# Data: the official datasets (download) or synthcrowd (generated), then conversion
-# to the COCO-style json every later step reads.
-
-DATA_ROOT = config.get("data_root", "data")
-
-# Downloads run where Snakemake runs (a cluster's login node: compute nodes are often
-# offline), not as Slurm jobs.
-localrules:
-    download_crowdhuman,
-    download_citypersons,
-
-
-wildcard_constraints:
-    role="crowdhuman|citypersons",
-    profile="[A-Za-z0-9_]+",
+# Data: the official datasets (download) or synthcrowd (generated), then conversion to the
+# dataset json every later step reads. The datasets, their annotation files, converters
+# and synthcrowd flavours: lla.data.registry; where they live: lla.layout.
 
 
 rule synth_data:
-    """Generate synthcrowd for a profile in both official layouts (CrowdHuman, CityPersons)."""
+    """Generate synthcrowd for a profile in the layout of every dataset it draws."""
     output:
-        raw_annotations(f"{DATA_ROOT}/synthcrowd/{{profile}}/crowdhuman", "crowdhuman"),
-        raw_annotations(f"{DATA_ROOT}/synthcrowd/{{profile}}/citypersons", "citypersons"),
+        [path for dataset in registry.synthcrowd_flavours()
+         for path in registry.get(dataset).annotation_files(
+            layout.synthcrowd_dir(config, "{profile}") / dataset)],
     log:
-        "logs/{profile}/synth_data.log",
+        layout.log("{profile}", "synth_data"),
     params:
-        out_dir=lambda wc, output: os.path.dirname(annotation_root(output[0], "crowdhuman")),
+        out_dir=lambda wc: str(layout.synthcrowd_dir(config, wc.profile)),
         # the profile's generator settings: editing them regenerates the data (params trigger)
         settings=lambda wc: lla_config.section(config, "synthcrowd", wc.profile),
     threads: 2
@@ -34,44 +23,40 @@ rule synth_data:
         " --out {params.out_dir} > {log} 2>&1"
 
 
-rule download_crowdhuman:
-    """Fetch (or verify user-placed copies of) the official CrowdHuman files, then unpack them."""
-    output:
-        raw_annotations(f"{DATA_ROOT}/crowdhuman", "crowdhuman"),
-    log:
-        "logs/download_crowdhuman.log",
-    params:
-        root=lambda wc, output: annotation_root(output[0], "crowdhuman"),
-    conda:
-        CONDA_ENV
-    shell:
-        "lla data download crowdhuman --root {params.root} > {log} 2>&1"
+# One download rule per dataset. Downloads run where Snakemake runs (a cluster's login
+# node: compute nodes are often offline), not as Slurm jobs.
+for _dataset in registry.names():
 
-
-rule download_citypersons:
-    """Fetch (or verify user-placed copies of) the official CityPersons files, then unpack them."""
-    output:
-        raw_annotations(f"{DATA_ROOT}/citypersons", "citypersons"),
-    log:
-        "logs/download_citypersons.log",
-    params:
-        root=lambda wc, output: annotation_root(output[0], "citypersons"),
-    conda:
-        CONDA_ENV
-    shell:
-        "lla data download citypersons --root {params.root} > {log} 2>&1"
+    rule:
+        name:
+            f"download_{_dataset}"
+        output:
+            registry.get(_dataset).annotation_files(layout.download_root(config, _dataset)),
+        log:
+            layout.log(None, f"download_{_dataset}"),
+        params:
+            dataset=_dataset,
+            root=annotation_root(_dataset),
+        localrule: True
+        conda:
+            CONDA_ENV
+        shell:
+            "lla data download {params.dataset} --root {params.root} > {log} 2>&1"
 
 
 rule convert_data:
-    """Official annotations -> one COCO-style json per split."""
+    """Official annotations -> one dataset json per split."""
     input:
-        lambda wc: raw_annotations(f"{wc.prefix}/{wc.role}", wc.role),
+        lambda wc: registry.get(dataset_of_root(wc.root)).annotation_files(wc.root),
     output:
-        [f"{{prefix}}/{{role}}/converted/{split}.json" for split in SPLITS],
+        [str(layout.converted_dir("{root}") / f"{split}.json") for split in SPLITS],
     log:
-        "{prefix}/{role}/converted/convert.log",
+        layout.convert_log("{root}"),
+    params:
+        dataset=lambda wc: dataset_of_root(wc.root),
+        out_dir=lambda wc: str(layout.converted_dir(wc.root)),
     conda:
         CONDA_ENV
     shell:
-        "lla data convert {wildcards.role} --root {wildcards.prefix}/{wildcards.role}"
-        " --out-dir {wildcards.prefix}/{wildcards.role}/converted > {log} 2>&1"
+        "lla data convert {params.dataset} --root {wildcards.root}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
