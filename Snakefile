@@ -4,7 +4,12 @@
 # (targets before --config: `snakemake all_tables --cores 2 --config profile=micro`).
 # Rules are thin: each calls one `lla` sub-command; the logic is in the package.
 
-from snakemake.utils import min_version, validate
+import sys
+
+from snakemake.utils import min_version
+
+from lla import config as lla_config
+from lla.errors import DataError
 
 min_version("9.0")
 
@@ -12,7 +17,14 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The same validation as every `lla` command (lla/schema/params.schema.yaml and the
+# cross-references): a typo anywhere stops here, before any job, with one line naming the
+# file, the line and the key path.
+try:
+    lla_config.validate_params(config, workflow.configfiles)
+except DataError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 include: "workflow/rules/common.smk"

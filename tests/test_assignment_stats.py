@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from PIL import Image
 
@@ -61,7 +62,7 @@ def micro_setup(tmp_path):
     params = load_params(REPO / "params.yaml")
     params["data_root"] = str(tmp_path / "data")
     params_path = tmp_path / "params.yaml"
-    params_path.write_text(json.dumps(dict(params)))  # JSON is YAML
+    params_path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
     converted = tmp_path / "data" / "synthcrowd" / "micro" / "crowdhuman" / "converted"
     (converted / "images").mkdir(parents=True)
     for name in ("one.jpg", "two.jpg"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from lla.config import load_params
+from lla.config import load_params, validate_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
 from lla.engine.infer import coco_results, inference_batches, odgt_lines
@@ -281,17 +282,18 @@ def test_resolve_experiment_with_overrides():
         "official_code_28125"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"model": "lla_fcos"}, "missing 'dataset'"),
-    ({"model": "lla_fcos", "dataset": "kitti"}, "dataset must be one of"),
-    ({"model": "lla_fcos", "dataset": "crowdhuman", "lr": 1}, "unknown keys lr"),
-    ({"model": "nope", "dataset": "crowdhuman"}, "models.variants has no 'nope'"),
+@pytest.mark.parametrize("spec, where, message", [
+    ({"model": "lla_fcos"}, "", "missing key 'dataset'"),
+    ({"model": "lla_fcos", "dataset": "kitti"}, ".dataset", "must be one of crowdhuman, citypersons"),
+    ({"model": "lla_fcos", "dataset": "crowdhuman", "lr": 1}, ".lr", "unknown key"),
+    ({"model": "nope", "dataset": "crowdhuman"}, ".model", "unknown variant 'nope'"),
 ])
-def test_bad_experiments_are_reported(spec, message):
+def test_bad_experiments_are_reported(spec, where, message):
+    # when params are loaded (lla.config.validate_params), before anything is resolved
     params = load_params(REPO / "params.yaml")
     params["experiments"]["bad"] = spec
-    with pytest.raises(DataError, match=message):
-        resolve_experiment(params, "bad", "mini")
+    with pytest.raises(DataError, match=re.escape(f"[experiments.bad{where}]: {message}")):
+        validate_params(params)
     with pytest.raises(DataError, match="unknown experiment 'absent'"):
         resolve_experiment(params, "absent", "mini")
 

@@ -488,5 +488,5 @@ def test_bad_training_settings_name_the_params_file(data_root, tmp_path, capsys)
     params = write_params(tmp_path / "params.yaml", data_root, schedule="no_such_schedule")
     assert train(params, tmp_path / "run") == 2
     err = capsys.readouterr().err
-    assert str(params) in err and "invalid training settings" in err
-    assert "'no_such_schedule' is not in train.schedules" in err
+    assert err.startswith(f"error: {params}:") and err.count("\n") == 1
+    assert "[train.micro.schedule]: unknown schedule 'no_such_schedule' in profile 'micro'" in err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from PIL import Image
 
@@ -170,7 +171,7 @@ def micro_run(tmp_path_factory):
     params = load_params(REPO / "params.yaml")
     params["data_root"] = str(tmp_path / "data")
     params_path = tmp_path / "params.yaml"
-    params_path.write_text(json.dumps(dict(params)))  # JSON is YAML
+    params_path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
     converted = tmp_path / "data" / "synthcrowd" / "micro" / "crowdhuman" / "converted"
     (converted / "images").mkdir(parents=True)
     images = []

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
 from lla.analysis.visible import compared_experiments, visible_settings
@@ -45,7 +46,7 @@ def inputs(tmp_path):
     LLA 0.55)."""
     params = load_params(REPO / "params.yaml")
     params_path = tmp_path / "params.yaml"
-    params_path.write_text(json.dumps(dict(params)))  # JSON is YAML
+    params_path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
     results = tmp_path / "results"
     for name in params["tables"]:
         spec = report_tables.table_spec(params, name)

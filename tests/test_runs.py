@@ -61,12 +61,6 @@ def test_run_ids_count_from_the_experiment_seed():
     assert run_ids(p, "a", "mini") == ["a", "a__seed8"]
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "3"])
-def test_bad_seed_count_is_an_error(bad):
-    with pytest.raises(DataError, match="seed count must be an integer"):
-        seed_count(params_with({"tables": {"t1": bad}}), "a", "mini")
-
-
 def test_unknown_experiment_is_an_error():
     with pytest.raises(DataError, match="unknown experiment 'zzz'"):
         run_ids(params_with(), "zzz", "mini")

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from lla import layout
 from lla.analysis.checkpoint_pass import AssignedImage, add_checkpoint_pass_arguments, run_on_split
-from lla.config import DEFAULT_PARAMS, section
+from lla.config import section
 from lla.errors import DataError
 from lla.io import read_json
 
@@ -187,33 +187,9 @@ class VisibleCount:
 # ---------------------------------------------------------------------------- settings, report
 
 def visible_settings(params: dict[str, Any], profile: str) -> dict[str, Any]:
-    """The validated ``analysis.<profile>.visible`` block (params.yaml)."""
-    source = getattr(params, "path", DEFAULT_PARAMS)
-    record = f"analysis.{profile}.visible"
-    settings = section(params, "analysis", profile).get("visible")
-    if not isinstance(settings, dict):
-        raise DataError(source, "missing block (split, max_images, max_vis_ratio, comparisons)",
-                        record=record)
-    missing = [k for k in ("split", "max_images", "max_vis_ratio", "comparisons")
-               if k not in settings]
-    if missing:
-        raise DataError(source, f"missing {', '.join(missing)}", record=record)
-    ratio = settings["max_vis_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise DataError(source, f"max_vis_ratio must be in (0, 1], got {ratio!r}", record=record)
-    experiments = params.get("experiments") or {}
-    comparisons = settings["comparisons"]
-    if not isinstance(comparisons, list):
-        raise DataError(source, "comparisons must be a list", record=record)
-    for k, pair in enumerate(comparisons):
-        keys = ("lla", "lla_label", "baseline", "baseline_label")
-        if not isinstance(pair, dict) or any(key not in pair for key in keys):
-            raise DataError(source, f"comparison {k} needs {', '.join(keys)}", record=record)
-        for key in ("lla", "baseline"):
-            if pair[key] not in experiments:
-                raise DataError(source, f"comparison {k}: unknown experiment '{pair[key]}'",
-                                record=record)
-    return settings
+    """The ``analysis.<profile>.visible`` block (params.yaml; validated with params:
+    lla.config.validate_params)."""
+    return section(params, "analysis", profile)["visible"]
 
 
 def compared_experiments(settings: dict[str, Any]) -> list[str]:

@@ -62,7 +62,6 @@ FLAVOURS = registry.synthcrowd_flavours()
 SPLITS = registry.SPLITS
 GENERATOR_VERSION = 1          # bump when the drawing changes: invalidates old manifests
 MANIFEST = "synthcrowd_manifest.json"
-SIZE_MULTIPLE = 128
 # CityPersons' "aligned" full boxes have a fixed width/height ratio (protocol constant).
 CITYPERSONS_ASPECT = 0.41
 # Cityscapes label ids: instance ids are label_id * 1000 + k.
@@ -70,8 +69,6 @@ CITYSCAPES_PERSON_ID, CITYSCAPES_RIDER_ID = 24, 25
 MAT_HEADER_TEXT = "MATLAB 5.0 MAT-file, written by lla data synth (synthcrowd)"
 MAT_HEADER_TEXT_BYTES = 116    # MAT 5 header: 116 bytes of text, then offset/version/endian
 CITIES = {"train": ("ashford", "brakel", "corbridge"), "val": ("dunmore",)}
-PERSON_KINDS = ("pedestrian", "rider", "sitting", "other")
-POSES = ("stand", "walk", "raised", "dance")
 CITYPERSONS_CLASS = {"ignore": 0, "pedestrian": 1, "rider": 2, "sitting": 3, "other": 4,
                      "group": 5}
 
@@ -132,9 +129,6 @@ class SceneSettings:
         return self.train_images if split == "train" else self.val_images
 
 
-FLAVOUR_ONLY_KEYS = {"crowdhuman": ("jpeg_quality",), "citypersons": ("png_compress_level",)}
-
-
 @dataclass(frozen=True)
 class SynthSettings:
     seed: int
@@ -148,52 +142,15 @@ class SynthSettings:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _scene_settings(block: Any, flavour: str, params_path: Path) -> SceneSettings:
-    where = f"synthcrowd.{flavour}"
-    if not isinstance(block, dict):
-        raise DataError(params_path, f"{where}: expected a mapping")
-    fields = {f.name: f for f in dataclasses.fields(SceneSettings)}
-    other_only = {k for name, keys in FLAVOUR_ONLY_KEYS.items() if name != flavour for k in keys}
-    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
-    required += list(FLAVOUR_ONLY_KEYS[flavour])
-    for key in block:
-        if key not in fields or key in other_only:
-            raise DataError(params_path, f"{where}: unknown key '{key}'")
-    missing = [k for k in required if k not in block]
-    if missing:
-        raise DataError(params_path, f"{where}: missing keys {', '.join(missing)}")
-    values = {}
-    for key, value in block.items():
-        if key.endswith("_range") or key == "dense_crowd_height":
-            if not (isinstance(value, list) and len(value) == 2 and value[0] <= value[1]):
-                raise DataError(params_path, f"{where}.{key}: expected [low, high], got {value!r}")
-            value = tuple(value)
-        values[key] = value
-    settings = SceneSettings(**values)
-    for key in ("width", "height"):
-        size = getattr(settings, key)
-        if not isinstance(size, int) or size <= 0 or size % SIZE_MULTIPLE:
-            raise DataError(params_path, f"{where}.{key}: must be a positive multiple of "
-                                         f"{SIZE_MULTIPLE}, got {size!r}")
-    for key in ("train_images", "val_images"):
-        if not isinstance(getattr(settings, key), int) or getattr(settings, key) < 0:
-            raise DataError(params_path, f"{where}.{key}: must be a non-negative integer")
-    for key in ("persons_mean", "zoom_out_above", "min_person_height"):
-        if not getattr(settings, key) > 0:
-            raise DataError(params_path, f"{where}.{key}: must be positive")
-    if settings.camera_height_range[0] <= 0 or settings.depth_ratio < 1:
-        raise DataError(params_path, f"{where}: camera_height_range must be positive and "
-                                     "depth_ratio at least 1")
-    if settings.horizon_range[1] >= 0.95:
-        raise DataError(params_path, f"{where}.horizon_range: the horizon must lie above "
-                                     "0.95 image heights")
-    for key, names in (("kind_weights", PERSON_KINDS), ("pose_weights", POSES)):
-        weights = getattr(settings, key)
-        if not isinstance(weights, dict) or set(weights) - set(names) or \
-                sum(weights.values()) <= 0 or min(weights.values()) < 0:
-            raise DataError(params_path, f"{where}.{key}: expected non-negative weights for "
-                                         f"{', '.join(names)}, got {weights!r}")
-    return settings
+def _scene_settings(block: dict[str, Any], flavour: str, params_path: Path) -> SceneSettings:
+    """One flavour's knobs. The schema checked each key, type and bound when params were
+    loaded (lla.config.validate_params); what it cannot express is checked here."""
+    values = {key: tuple(value) if key.endswith("_range") or key == "dense_crowd_height" else value
+              for key, value in block.items()}
+    for key in ("kind_weights", "pose_weights"):
+        if sum(values[key].values()) <= 0:
+            raise DataError(params_path, "the weights sum to 0", record=f"synthcrowd.{flavour}.{key}")
+    return SceneSettings(**values)
 
 
 def settings_from_params(params: dict[str, Any], profile: str,
@@ -203,17 +160,8 @@ def settings_from_params(params: dict[str, Any], profile: str,
 
     params_path = Path(params_path)
     block = section(params, "synthcrowd", profile)
-    for key in ("seed", "workers", *FLAVOURS):
-        if key not in block:
-            raise DataError(params_path, f"synthcrowd (profile {profile}): missing key '{key}'")
-    unknown = set(block) - {"seed", "workers", *FLAVOURS}
-    if unknown:
-        raise DataError(params_path, f"synthcrowd: unknown keys {', '.join(sorted(unknown))}")
-    seed = block["seed"]
-    if not isinstance(seed, int) or seed < 0:
-        raise DataError(params_path, f"synthcrowd.seed: must be a non-negative integer, got {seed!r}")
     flavours = {name: _scene_settings(block[name], name, params_path) for name in FLAVOURS}
-    return SynthSettings(seed=seed, workers=int(block["workers"]), flavours=flavours)
+    return SynthSettings(seed=block["seed"], workers=int(block["workers"]), flavours=flavours)
 
 
 # --- names and seeds -----------------------------------------------------------------

@@ -27,14 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from lla import layout
-from lla.config import DEFAULT_PARAMS, deep_merge, section
-from lla.data import registry
+from lla.config import DEFAULT_PARAMS, deep_merge, resolve_variant, section
 from lla.errors import DataError
-from lla.models.build import resolve_variant
 from lla.runs import split_run_id
-
-EXPERIMENT_KEYS = ("model", "dataset", "model_overrides", "train", "seed")
-
 
 @dataclass
 class Experiment:
@@ -81,21 +76,11 @@ def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Exper
     may be a run id (``<experiment>__seed<N>``), which replaces the seed."""
     experiments = params.get("experiments") or {}
     experiment, run_seed = split_run_id(name)
-    record = f"experiments.{experiment}"
     if experiment not in experiments:
-        raise DataError(DEFAULT_PARAMS, f"unknown experiment '{experiment}' (known: "
-                                        f"{', '.join(experiments) or 'none'})", record=record)
-    spec = experiments[experiment] or {}
-    unknown = sorted(set(spec) - set(EXPERIMENT_KEYS))
-    if unknown:
-        raise DataError(DEFAULT_PARAMS, f"unknown keys {', '.join(unknown)} (allowed: "
-                                        f"{', '.join(EXPERIMENT_KEYS)})", record=record)
-    for key in ("model", "dataset"):
-        if key not in spec:
-            raise DataError(DEFAULT_PARAMS, f"missing '{key}'", record=record)
-    if spec["dataset"] not in registry.names():
-        raise DataError(DEFAULT_PARAMS, f"dataset must be one of {', '.join(registry.names())}, "
-                                        f"got {spec['dataset']!r}", record=record)
+        raise DataError(getattr(params, "path", DEFAULT_PARAMS),
+                        f"unknown experiment '{experiment}' (known: "
+                        f"{', '.join(experiments) or 'none'})", record=f"experiments.{experiment}")
+    spec = experiments[experiment]  # validated with params (lla.config.validate_params)
     model = deep_merge(resolve_variant(params, spec["model"], profile),
                        spec.get("model_overrides") or {})
     train = deep_merge(section(params, "train", profile), spec.get("train") or {})

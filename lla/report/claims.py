@@ -68,12 +68,6 @@ from lla.errors import DataError
 from lla.io import atomic_write_text
 from lla.report import markup, tables
 
-REQUIRED = {"compare": ("table", "column", "method", "baseline"),
-            "flat": ("table", "column", "rows", "noise_table"),
-            "diverges": ("table", "row", "converged", "column", "collapsed_below"),
-            "finer_levels": ("method", "baseline"),
-            "empty_level": ("experiment", "level"),
-            "visible": ("method", "baseline")}
 NOISE_FACTOR = 2.0   # |difference| >= 2 standard errors: about a 95 % two-sided level
 OWN_MEASURE = "this project's measure, not a paper claim"
 # Verdicts of one comparison, from the best to the worst (a list of rivals shows the worst).
@@ -460,19 +454,9 @@ CHECKS = {"compare": check_compare, "visible": check_compare, "flat": check_flat
 
 
 def check_claim(results: RunResults, spec: dict[str, Any], record: str) -> Verdict:
-    """One claim of params.yaml (``record``: its place there, for errors)."""
-    source = getattr(results.params, "path", DEFAULT_PARAMS)
-    kind = spec.get("kind", "compare")
-    if kind not in CHECKS or "claim" not in spec:
-        raise DataError(source, f"a claim needs `claim` and a kind among {', '.join(CHECKS)}",
-                        record=record)
-    missing = [key for key in REQUIRED[kind] if key not in spec]
-    if missing:
-        raise DataError(source, f"a {kind} claim needs {', '.join(missing)}", record=record)
-    if spec.get("better", "lower") not in ("lower", "higher"):
-        raise DataError(source, f"better must be lower or higher, got {spec['better']!r}",
-                        record=record)
-    return CHECKS[kind](results, spec, record)
+    """One claim of params.yaml (``record``: its place there, for errors; the claims are
+    validated with params: lla.config.validate_params)."""
+    return CHECKS[spec.get("kind", "compare")](results, spec, record)
 
 
 def check_claims(params: dict[str, Any], profile: str, results_dir: Path,

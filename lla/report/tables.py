@@ -46,7 +46,6 @@ from lla.runs import run_ids
 
 PAPER_VALUES = Path(__file__).with_name("paper_values.yaml")
 SOURCES = ("metrics", "analysis")
-TABLE_KEYS = ("title", "dataset", "source", "columns", "rows")
 DIVERGED_MARK = "—"
 PARTLY_DIVERGED_MARK = "†"
 NOT_AVAILABLE = "n/a"
@@ -57,47 +56,13 @@ CSV_DECIMALS = 6
 # ---------------------------------------------------------------------------- layout
 
 def table_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """The validated ``tables.<name>`` block (a DataError names the record otherwise)."""
-    source = getattr(params, "path", DEFAULT_PARAMS)
+    """The ``tables.<name>`` block (validated with params: lla.config.validate_params)."""
     tables = params.get("tables") or {}
-    record = f"tables.{name}"
     if name not in tables:
-        raise DataError(source, f"unknown table '{name}' (known: {', '.join(tables) or 'none'})",
-                        record=record)
-    spec = tables[name]
-
-    def fail(message: str):
-        raise DataError(source, message, record=record)
-
-    if not isinstance(spec, dict):
-        fail("expected a mapping")
-    missing = [key for key in TABLE_KEYS if key not in spec]
-    if missing:
-        fail(f"missing {', '.join(missing)}")
-    if spec["source"] not in SOURCES:
-        fail(f"source must be one of {', '.join(SOURCES)}, got {spec['source']!r}")
-    columns, rows = spec["columns"], spec["rows"]
-    if not isinstance(columns, dict) or not columns:
-        fail("columns must be a non-empty mapping {label: metric key}")
-    if not isinstance(rows, dict) or not rows:
-        fail("rows must be a non-empty mapping {row id: {label, experiment | cells}}")
-    experiments = params.get("experiments") or {}
-    for row_id, row in rows.items():
-        if not isinstance(row, dict) or "label" not in row or (
-                ("experiment" in row) == ("cells" in row)):
-            fail(f"row '{row_id}' needs a label and exactly one of experiment, cells")
-        cells = row.get("cells") or {}
-        unknown_columns = sorted(set(cells) - set(columns))
-        if unknown_columns or ("cells" in row and set(cells) != set(columns)):
-            fail(f"row '{row_id}': cells must name every column ({', '.join(columns)}) "
-                 f"and no other")
-        for experiment in ([row["experiment"]] if "experiment" in row else cells.values()):
-            if experiment not in experiments:
-                fail(f"row '{row_id}': unknown experiment '{experiment}'")
-            if experiments[experiment].get("dataset") != spec["dataset"]:
-                fail(f"row '{row_id}': experiment '{experiment}' is on "
-                     f"{experiments[experiment].get('dataset')}, the table on {spec['dataset']}")
-    return spec
+        raise DataError(getattr(params, "path", DEFAULT_PARAMS),
+                        f"unknown table '{name}' (known: {', '.join(tables) or 'none'})",
+                        record=f"tables.{name}")
+    return tables[name]
 
 
 def cell_experiments(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
