@@ -297,7 +297,7 @@ def _message(error) -> tuple[KeyPath, str]:
 
 
 def _unknown_key(key: Any, known: Any) -> str:
-    names = [str(k) for k in known if k != "name"]
+    names = [str(k) for k in known]
     close = difflib.get_close_matches(str(key), names, n=1)
     if close:
         return f"unknown key (did you mean '{close[0]}'?)"
@@ -309,12 +309,9 @@ def _schema_problems(instance: Any, definition: str | None,
     """The schema's complaints about ``instance``, unknown keys first (a misspelt key
     also shows as a missing one: the misspelling is the news)."""
     errors = list(_validator(definition).iter_errors(instance))
-    errors.sort(key=lambda e: e.validator not in UNKNOWN_KEY_VALIDATORS
+    errors.sort(key=lambda e: e.validator != "additionalProperties"
                 and "propertyNames" not in e.relative_schema_path)
     return [(prefix + path, message) for path, message in map(_message, errors)]
-
-
-UNKNOWN_KEY_VALIDATORS = ("additionalProperties",)
 
 
 # ---------------------------------------------------------------------------- validation
