@@ -8,7 +8,8 @@ the same detector, feed it the same tensors and run it at the same precision:
 * :func:`load_model`: the detector and experiment of a loaded checkpoint (``model_final.pt``
   or a training checkpoint), which stores its resolved experiment under ``config``;
 * :func:`model_inputs`: a collated :class:`~lla.data.dataset.Batch` as the detector's inputs;
-* :class:`Amp`: mixed precision (``train.amp``, ``train.amp_dtype``), on CUDA only.
+* :class:`Amp`: mixed precision (``train.amp``, ``train.amp_dtype``) on CUDA, and on the
+  CPU too with ``train.amp_on_cpu``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ class Amp:
     """Mixed precision of one process.
 
     Attributes:
-        enabled: ``train.amp`` and a CUDA device (the CPU always runs in float32).
+        enabled: ``train.amp`` on a CUDA device, or on the CPU with ``train.amp_on_cpu``
+            (else the process runs in float32).
         dtype: the autocast dtype of ``train.amp_dtype`` (whether enabled or not).
     """
 
@@ -50,8 +52,8 @@ class Amp:
         name = train.get("amp_dtype", "float16")
         if name not in AMP_DTYPES:
             raise ValueError(f"train.amp_dtype must be one of {list(AMP_DTYPES)}, got {name!r}")
-        return cls(enabled=bool(train.get("amp", False)) and device.type == "cuda",
-                   dtype=AMP_DTYPES[name])
+        on_device = device.type == "cuda" or bool(train.get("amp_on_cpu", False))
+        return cls(enabled=bool(train.get("amp", False)) and on_device, dtype=AMP_DTYPES[name])
 
     @property
     def scales_gradients(self) -> bool:
@@ -61,6 +63,11 @@ class Amp:
     def autocast(self, device: torch.device) -> torch.autocast:
         """The autocast context of a forward pass on ``device`` (a no-op when disabled)."""
         return torch.autocast(device_type=device.type, dtype=self.dtype, enabled=self.enabled)
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        """The loss scaler of a training process on ``device``: active for float16 only
+        (a disabled scaler passes the loss and the optimizer step through unchanged)."""
+        return torch.amp.GradScaler(device.type, enabled=self.scales_gradients)
 
 
 #: no autocast: float32 throughout.

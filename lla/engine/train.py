@@ -134,7 +134,7 @@ class TrainingStep:
             warmup_iters=int(warmup.get("iterations", 0)),
             warmup_factor=float(warmup.get("factor", 1.0)))
         self.amp = Amp.from_train_settings(cfg, info.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp.scales_gradients)
+        self.scaler = self.amp.grad_scaler(info.device)
 
     def wrap_ddp(self) -> None:
         """Wrap the model in DistributedDataParallel when there are several ranks."""
