@@ -2,8 +2,9 @@
 
 ``torchrun`` (and ``srun`` through torchrun's rendezvous) exports ``RANK``, ``LOCAL_RANK``
 and ``WORLD_SIZE``; when they are absent the run is a single process on one device and
-no process group is created. NCCL is used when the process owns a CUDA device, gloo on
-the CPU.
+no process group is created. A launched process joins the group even as the only one
+(``torchrun --nproc_per_node=1``: DDP and the collectives run, through NCCL on a GPU).
+NCCL is used when the process owns a CUDA device, gloo on the CPU.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ class DistInfo:
         local_rank: rank on this node (selects the CUDA device).
         world_size: number of processes.
         device: the device this process computes on.
+        in_process_group: launched by torchrun, so in a process group even when alone.
     """
 
     rank: int
     local_rank: int
     world_size: int
     device: torch.device
+    in_process_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -46,7 +49,8 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Whether collectives and DDP go through the process group."""
+        return self.in_process_group or self.world_size > 1
 
 
 def _env_int(name: str) -> int | None:
@@ -68,6 +72,7 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     A plain process (no ``WORLD_SIZE``) gets rank 0 of 1 and no process group.
     """
     rank, local_rank, world_size = _env_int("RANK"), _env_int("LOCAL_RANK"), _env_int("WORLD_SIZE")
+    launched = world_size is not None
     world_size = world_size or 1
     rank = rank or 0
     local_rank = local_rank if local_rank is not None else rank
@@ -86,7 +91,7 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     else:
         raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
 
-    if world_size > 1 and not dist.is_initialized():
+    if launched and not dist.is_initialized():
         backend = "nccl" if torch_device.type == "cuda" else "gloo"
         kwargs: dict[str, Any] = {"backend": backend, "rank": rank, "world_size": world_size,
                                   "timeout": PROCESS_GROUP_TIMEOUT}
@@ -95,7 +100,8 @@ def setup_distributed(device: str = "auto") -> DistInfo:
         dist.init_process_group(**kwargs)
         logger.debug("rank %d/%d joined the %s process group on %s", rank, world_size, backend,
                      torch_device)
-    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=torch_device,
+                    in_process_group=launched)
 
 
 def cleanup_distributed() -> None:
