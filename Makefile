@@ -1,6 +1,8 @@
 # Quick start (fresh machine, nothing installed by hand):
 #   make demo   set up .venv and run the main job (the mini pipeline on synthcrowd)
 #   make test   set up .venv and run the tests (what CI runs)
+#   make paper-smoke   every distinct model of the paper profile, 2 iterations at the paper's
+#                      input size on synthcrowd (docs/paper_scale.md; SMOKE_ARGS=--list)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +11,7 @@ PROFILE ?= mini
 CORES ?= 2
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean-venv
+.PHONY: setup demo test bench clean-venv paper-smoke
 
 setup: $(STAMP)
 
@@ -27,6 +29,9 @@ demo: setup
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -q
+
+paper-smoke: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m lla.smoke $(SMOKE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

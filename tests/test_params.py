@@ -194,7 +194,7 @@ def test_errors_of_a_merged_config_name_the_file_that_holds_the_value(tmp_path):
     with pytest.raises(DataError) as err:
         config.validate_params(params, [REPO / "params.yaml"])
     assert str(err.value) == ("--config [profile]: unknown profile 'laptop' "
-                              "(known: paper, official_code, mini, micro)")
+                              "(known: paper, official_code, mini, micro, paper_smoke)")
     other = edited(tmp_path, "    base_lr: 0.002\n", "    base_lrr: 0.002\n")
     merged = config.deep_merge(yaml.safe_load(TEXT), yaml.safe_load(other.read_text()))
     with pytest.raises(DataError, match=rf"^{re.escape(str(other))}:\d+ \[train\.mini\.base_lrr\]"):

@@ -136,7 +136,7 @@ def test_unknown_profile_and_bad_config_are_reported(tmp_path):
     result = _snakemake("all_tables", "--dry-run", "--config", "profile=laptop", cwd=work)
     assert result.returncode == 2
     assert result.stderr == ("error: --config [profile]: unknown profile 'laptop' "
-                             "(known: paper, official_code, mini, micro)\n")
+                             "(known: paper, official_code, mini, micro, paper_smoke)\n")
     # A table row naming two ways of filling it fails the schema at start-up: one line
     # naming the file, the line and the row, not the whole config.
     params = (work / "params.yaml").read_text()
