@@ -25,6 +25,7 @@ accounting database for sacct) reporting every one of those job ids COMPLETED.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -36,6 +37,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 START = ROOT / ".ci" / "slurm" / "start.sh"
@@ -155,3 +157,51 @@ def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
     # Slurm itself lists every submitted job as completed (no sacct needed).
     states = _squeue_states(job_ids)
     assert states == {job_id: "COMPLETED" for job_id in job_ids}
+
+
+# ---------------------------------------------------------------------------- paper size
+
+SMOKE_EXPERIMENT = "lla_fcos_r50"     # LLA.FCOS, ResNet-50: the paper's method
+SMOKE_TIMEOUT_S = 1200
+
+
+@pytest.mark.slow
+def test_a_paper_size_training_runs_as_a_slurm_job(slurm_cluster, tmp_path):
+    """The paper profile's settings with the paper_smoke override (2 iterations of one
+    800 x 1371 image, random ResNet-50 weights) trained by a Slurm job holding a fake GPU,
+    then its detections evaluated: the cluster's own path on a paper-size model."""
+    workdir = tmp_path / "repo"
+    _copy_workflow(workdir)
+    metrics = workdir / "results" / "paper_smoke" / "metrics" / f"{SMOKE_EXPERIMENT}.json"
+    log_path = tmp_path / "snakemake.log"
+    command = [str(BIN / "snakemake"), str(metrics.relative_to(workdir)), "--profile", "slurm",
+               "--config", "profile=paper_smoke", "--slurm-init-seconds-before-status-checks", "5"]
+    returncode = _run_until_done(command, workdir, log_path, SMOKE_TIMEOUT_S)
+    log = log_path.read_text()
+    assert returncode == 0, log[-4000:]
+    assert set(json.loads(metrics.read_text())) >= {"MR", "AP", "Recall"}
+
+    submitted = SUBMITTED.findall(log)
+    train_jobs = [(job_id, Path(path)) for job_id, path in submitted if "/rule_train/" in path]
+    assert len(train_jobs) == 1
+    job_id, slurm_log = train_jobs[0]
+    assert f"lla train --experiment {SMOKE_EXPERIMENT} --profile paper_smoke" in slurm_log.read_text()
+    # the job held one (fake) GPU and ran one process on the CPU
+    job = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
+                         check=True, env=_environment()).stdout
+    assert re.search(r"TresPerJob=gres[:/]gpu:1\b", job), job
+    train_log = (workdir / "logs" / "paper_smoke" / "train" / f"{SMOKE_EXPERIMENT}.log").read_text()
+    assert "iter 2/2" in train_log and "1 x 1 images per iteration" in train_log
+    final = torch.load(workdir / "runs" / "paper_smoke" / SMOKE_EXPERIMENT / "model_final.pt",
+                       map_location="cpu", weights_only=True)
+    config = final["config"]
+    assert final["iteration"] == 2 and config["profile"] == "paper_smoke"
+    assert config["model"]["backbone"] == {**config["model"]["backbone"], "name": "resnet",
+                                           "depth": 50, "weights": None}
+    assert (config["input"]["min_size"], config["input"]["max_size"]) == (800, 1400)
+    # a COCO results list (random weights score below the paper's 0.05: usually empty)
+    detections = json.loads((workdir / "results" / "paper_smoke" / "detections"
+                             / f"{SMOKE_EXPERIMENT}.json").read_text())
+    assert isinstance(detections, list) and len(detections) <= 2 * 300
+    states = _squeue_states([job for job, _ in submitted])
+    assert set(states.values()) == {"COMPLETED"}
