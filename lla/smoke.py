@@ -22,8 +22,9 @@ leaves of its resolved experiment (model and train blocks, dataset) where a name
 or a missing value counts by its value and a number only by its presence (a number tunes a
 code path, it does not choose one: the K sweep, #A=1's anchor count, loss weights). The
 backbone depth is the exception (:data:`CODE_CHOOSING_NUMBERS`): ResNet-101 is another
-network. The smallest set of experiments covering every setting of every experiment is
-trained, picked greedily (most uncovered settings first, ties in params.yaml order).
+network. A set of experiments covering every setting of every experiment is
+trained, picked greedily (most uncovered settings first, ties in params.yaml order; a greedy
+cover is small, not always the smallest).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def test_model_settings_count_numbers_by_presence_and_names_by_value():
     }
 
 
-def test_distinct_experiments_cover_every_setting_with_the_fewest_runs():
+def test_distinct_experiments_cover_every_setting_greedily():
     params = copy.deepcopy(PARAMS)
     params["experiments"] = {
         "a": {"model": "retinanet", "dataset": "crowdhuman"},
