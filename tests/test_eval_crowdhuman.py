@@ -330,7 +330,9 @@ def _random_case(rng, near_threshold):
                     w *= float(rng.uniform(0.95, 1.05))
                 else:
                     x, y = x + float(rng.integers(-4, 5)), y + float(rng.integers(-4, 5))
-                    w, h = w + float(rng.integers(-4, 5)), h + float(rng.integers(-4, 5))
+                    # Sizes down to 0 (a degenerate box is valid input), never negative.
+                    w = max(w + float(rng.integers(-4, 5)), 0.0)
+                    h = max(h + float(rng.integers(-4, 5)), 0.0)
             else:
                 x, y = float(rng.integers(-10, width)), float(rng.integers(-10, height))
                 w, h = float(rng.integers(1, 30)), float(rng.integers(1, 30))
