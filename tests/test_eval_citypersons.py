@@ -327,8 +327,8 @@ def test_matches_the_reference_on_random_inputs(first_seed):
 def test_evaluation_is_repeatable_and_does_not_modify_inputs():
     gt, dt = random_case(7)
     gt_before, dt_before = copy.deepcopy(gt), copy.deepcopy(dt)
-    first = cp.evaluate(gt, dt)
-    second = cp.evaluate(gt, dt)
+    first = cp.evaluate(gt, dt, coco=True)
+    second = cp.evaluate(gt, dt, coco=True)
     assert first == second
     assert gt == gt_before and dt == dt_before
     assert set(first) == {"Reasonable", "Reasonable_small", "Heavy", "All", "coco_AP",

@@ -542,7 +542,7 @@ def test_cli_writes_all_metrics(tmp_path, capsys):
     gt, dt, gt_path, dt_path = _write_case(tmp_path)
     out = tmp_path / "sub" / "metrics.json"
     assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--coco"]) == 0
     written = json.loads(out.read_text())
     assert set(written) == {"MR", "AP", "Recall", "JI", "coco_AP", "coco_AP50"}
     assert written == json.loads(capsys.readouterr().out)
@@ -551,6 +551,10 @@ def test_cli_writes_all_metrics(tmp_path, capsys):
                  "--no-ji", "--no-coco", "--out", str(out)]) == 0
     assert set(json.loads(out.read_text())) == {"MR", "AP", "Recall"}
     assert [p.name for p in out.parent.iterdir()] == ["metrics.json"]  # no temp files left
+    # The default: what CrowdHuman papers report.
+    assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
+                 "--out", str(out)]) == 0
+    assert set(json.loads(out.read_text())) == {"MR", "AP", "Recall", "JI"}
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
@@ -659,3 +663,86 @@ def test_malformed_boxes_name_their_record(tmp_path):
                                {"id": 2, "image_id": 7, "bbox": [0, 0, 1, 1]}]}
     with pytest.raises(DataError, match=r"\[annotations\[1\]\]: unknown image_id 7"):
         evaluate(gt_json, [])
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def test_ji_matching_of_all_images_at_once_equals_scipy_image_by_image():
+    # Random dense graphs on several images; per image, the reference is scipy on that
+    # image alone, built as mmdetection builds it (a dense matrix of the kept detections
+    # in file order by the image's valid GTs, then CSR).
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    from lla.eval import ji
+
+    rng = np.random.default_rng(8)
+    for _ in range(150):
+        dt_start, gt_start, blocks = [0], [0], []
+        for _ in range(int(rng.integers(1, 7))):
+            n_dt, n_gt = int(rng.integers(0, 7)), int(rng.integers(0, 7))
+            blocks.append(rng.random((n_dt, n_gt)) < rng.uniform(0.1, 0.8))
+            dt_start.append(dt_start[-1] + n_dt)
+            gt_start.append(gt_start[-1] + n_gt)
+        passed = rng.integers(0, 11, dt_start[-1])
+        edge_dt, edge_gt = [], []
+        for b, block in enumerate(blocks):
+            rows, cols = np.nonzero(block)
+            edge_dt += (rows + dt_start[b]).tolist()
+            edge_gt += (cols + gt_start[b]).tolist()
+        graph = ji._Edges(np.array(edge_dt, dtype=np.int64), np.array(edge_gt, dtype=np.int64),
+                          passed, gt_start[-1], 10)
+        for t in range(10):
+            got = set(zip(*(a.tolist() for a in graph.maximum_matching(t))))
+            want = set()
+            for b, block in enumerate(blocks):
+                kept = np.flatnonzero(passed[dt_start[b]:dt_start[b + 1]] > t)
+                if len(kept) == 0 or block.shape[1] == 0:
+                    continue
+                match = maximum_bipartite_matching(csr_matrix(block[kept].astype(float)),
+                                                   perm_type="column")
+                want |= {(dt_start[b] + int(kept[r]), gt_start[b] + int(c))
+                         for r, c in enumerate(match) if c >= 0}
+            assert got == want
+
+
+def _arrays(loaded):
+    return {k: v for k, v in vars(loaded).items() if isinstance(v, np.ndarray)}
+
+
+def test_valid_files_are_decoded_typed_into_the_same_arrays(tmp_path, monkeypatch):
+    # The typed decoding of well-formed files gives exactly the arrays of the standard
+    # parser (here: the records passed as objects); the latter is never called for them.
+    from lla.eval import crowdhuman_io
+
+    rng = np.random.default_rng(3)
+    cases = []
+    for _ in range(20):
+        gts, dts = _random_case(rng, near_threshold=bool(rng.random() < 0.5))
+        gt_path, dt_path = tmp_path / "gt.odgt", tmp_path / "dt.odgt"
+        gt_path.write_text("".join(json.dumps(r) + "\n" for r in gts))
+        dt_path.write_text("".join(json.dumps(r) + "\n" for r in dts))
+        list_path = tmp_path / "dt_list.json"
+        list_path.write_text(json.dumps(dts))
+        cases.append((gts, dts, gt_path.read_bytes(), dt_path.read_bytes(),
+                      list_path.read_bytes()))
+    want = []
+    for gts, dts, *_ in cases:
+        g = load_ground_truth(gts)
+        want.append((_arrays(g), _arrays(load_detections(dts, g))))
+
+    def no_standard_parser(*args):
+        raise AssertionError("well-formed input must not need the standard parser")
+
+    monkeypatch.setattr(crowdhuman_io, "_parse", no_standard_parser)
+    for (gts, dts, gt_bytes, dt_bytes, list_bytes), (want_gt, want_dt) in zip(cases, want):
+        (tmp_path / "gt.odgt").write_bytes(gt_bytes)
+        g = load_ground_truth(tmp_path / "gt.odgt")
+        for name, data in (("dt.odgt", dt_bytes), ("dt_list.json", list_bytes)):
+            (tmp_path / name).write_bytes(data)
+            d = load_detections(tmp_path / name, g)
+            for key, value in want_dt.items():
+                np.testing.assert_array_equal(_arrays(d)[key], value)
+        for key, value in want_gt.items():
+            np.testing.assert_array_equal(_arrays(g)[key], value)

@@ -1,9 +1,7 @@
 # Evaluation of the detections (written by the training job, see train.smk) with the
 # dataset's protocol, and the analyses of trained models (AAR, Table 5).
-
-# pycocotools' AP is not in any table and slow on CrowdHuman: the protocols' own MR / AP /
-# Recall / JI (CrowdHuman) and MR per setup (CityPersons) are what the tables read.
-EVAL_OPTIONS = {"crowdhuman": "--no-coco", "citypersons": "--no-coco"}
+# The evaluators' defaults are what the tables read: CrowdHuman MR / AP / Recall / JI,
+# CityPersons MR per setup (COCO AP is opt-in and in no table).
 
 
 rule evaluate:
@@ -17,12 +15,10 @@ rule evaluate:
         "logs/{profile}/evaluate/{experiment}.log",
     params:
         evaluator=lambda wc: experiment_dataset(wc.experiment),
-        options=lambda wc: EVAL_OPTIONS[experiment_dataset(wc.experiment)],
     conda:
         CONDA_ENV
     shell:
-        "lla eval {params.evaluator} --gt {input.gt} --dt {input.dt} --out {output}"
-        " {params.options} > {log} 2>&1"
+        "lla eval {params.evaluator} --gt {input.gt} --dt {input.dt} --out {output} > {log} 2>&1"
 
 
 rule analyze_aar:
