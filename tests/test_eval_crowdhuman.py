@@ -746,3 +746,130 @@ def test_valid_files_are_decoded_typed_into_the_same_arrays(tmp_path, monkeypatc
                 np.testing.assert_array_equal(_arrays(d)[key], value)
         for key, value in want_gt.items():
             np.testing.assert_array_equal(_arrays(g)[key], value)
+
+
+# --------------------------------------------------------------------------- bad input: files
+
+
+@pytest.mark.parametrize("which", ["--gt", "--dt"])
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_cli_missing_or_directory_input(tmp_path, capsys, which, kind):
+    _, _, gt_path, dt_path = _write_case(tmp_path)
+    bad = tmp_path / ("missing.json" if kind == "missing" else "folder.json")
+    if kind == "directory":
+        bad.mkdir()
+    paths = {"--gt": gt_path, "--dt": dt_path, which: bad}
+    out = tmp_path / "out" / "metrics.json"
+    assert main(["eval", "crowdhuman", "--gt", str(paths["--gt"]), "--dt", str(paths["--dt"]),
+                 "--out", str(out)]) == 2
+    reason = "file not found" if kind == "missing" else "is a directory, expected a file"
+    assert capsys.readouterr().err == f"error: {bad}: {reason}\n"
+    assert not out.parent.exists()
+
+
+def test_cli_input_that_is_not_text(tmp_path, capsys):
+    _, _, gt_path, dt_path = _write_case(tmp_path)
+    dt_path.write_bytes(b"\xff\xfe\x00[")
+    assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path)]) == 2
+    assert capsys.readouterr().err == f"error: {dt_path}: not UTF-8 text: invalid start byte\n"
+
+
+def test_cli_out_is_a_directory(tmp_path, capsys):
+    _, _, gt_path, dt_path = _write_case(tmp_path)
+    assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
+                 "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path}: is a directory")
+
+
+# --------------------------------------------------------------------------- bad input: values
+
+
+def _one_person_case():
+    """One person found exactly (MR 0, AP 0, Recall 1) and a second, far detection."""
+    gt_json = {"images": [{"id": 1, "width": W, "height": H, "record_id": "a"}],
+               "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 100, 200],
+                                "ignore": 0}]}
+    dt = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 200], "score": 0.9},
+          {"image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "score": 0.5}]
+    return gt_json, dt
+
+
+def test_negative_width_or_height_is_rejected(tmp_path, capsys):
+    # A box [500, 500, -50, 50] (x2 < x1) would count as a false positive: it is malformed
+    # input, named with its record, and nothing is written.
+    gt_json, dt = _one_person_case()
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt_json))
+    for k, box in ((2, [500, 500, -50, 50]), (3, [500, 500, 50, -1e-9])):
+        bad = [dict(d) for d in dt]
+        bad[1] = dict(bad[1], bbox=box)
+        dt_path, out = tmp_path / "dt.json", tmp_path / "m.json"
+        dt_path.write_text(json.dumps(bad))
+        assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
+                     "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {dt_path} [record 1]: bbox has a negative width or "
+                              f"height: {box!r}"), err
+        assert not out.exists()
+        with pytest.raises(DataError, match=r"\[record 1\]: bbox has a negative"):
+            evaluate(gt_json, bad)
+    # The same in a detection .odgt (line 1) and in the streaming evaluator.
+    records = [{"ID": "a", "width": W, "height": H,
+                "dtboxes": [{"box": [0, 0, 100, 200], "score": 0.9},
+                            {"box": [500, 500, -50, 50], "score": 0.5}]}]
+    odgt = tmp_path / "dt.odgt"
+    odgt.write_text(json.dumps(records[0]) + "\n")
+    with pytest.raises(DataError, match=r"dt\.odgt:1: a dtboxes box of ID 'a' has a negative"):
+        evaluate(gt_json, odgt)
+    evaluator = CrowdHumanEvaluator(gt_json)
+    evaluator.process([1], [{"boxes": np.array([[550.0, 500, 500, 550]]),
+                             "scores": np.array([0.5])}])
+    with pytest.raises(DataError, match=r"\[image 1\]: detection 0 has a negative width"):
+        evaluator.compute()
+
+
+def test_zero_width_or_height_is_a_valid_detection(tmp_path):
+    # A degenerate box overlaps nothing: it is a false positive, as in the official code.
+    # Pooled [TP 0.9, FP 0.5]: fppi [0, 1]; recall 1 from the start -> MR 0; Recall 1.
+    gt_json, dt = _one_person_case()
+    dt[1]["bbox"] = [500, 500, 0, 50]
+    (tmp_path / "gt.json").write_text(json.dumps(gt_json))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    got = evaluate(tmp_path / "gt.json", tmp_path / "dt.json", ji=False)
+    assert_metrics(got, 0.0, 0.0, 1.0)
+    assert pooled(gt_json, dt) == [1, 0]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("score", True, "score must be a number, got True"),
+    ("score", "0.5", "score must be a number, got '0.5'"),
+    ("score", None, "score must be a number, got None"),
+    ("bbox", [0, 0, "100", 200], "bbox has a non-numeric entry: [0, 0, '100', 200]"),
+    ("bbox", [0, 0, True, 200], "bbox has a non-numeric entry: [0, 0, True, 200]"),
+])
+def test_non_numeric_values_are_rejected(tmp_path, field, value, message):
+    gt_json, dt = _one_person_case()
+    dt[1][field] = value
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    for source in (tmp_path / "dt.json", dt):
+        with pytest.raises(DataError) as info:
+            evaluate(gt_json, source)
+        assert "[record 1]: " + message in str(info.value)
+
+
+def test_dataset_json_converted_for_citypersons_is_refused(tmp_path, capsys):
+    gt_json, dt = _one_person_case()
+    gt_json["info"] = {"dataset": "citypersons", "split": "val"}
+    (tmp_path / "gt.json").write_text(json.dumps(gt_json))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    assert main(["eval", "crowdhuman", "--gt", str(tmp_path / "gt.json"), "--dt",
+                 str(tmp_path / "dt.json"), "--out", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'gt.json'}: this dataset json was converted for "
+                          "citypersons (info.dataset 'citypersons'), not crowdhuman: evaluate "
+                          "it with `lla eval citypersons`"), err
+    assert not (tmp_path / "m.json").exists()
+    with pytest.raises(DataError, match="converted for citypersons"):
+        evaluate(gt_json, dt)
+    gt_json["info"]["dataset"] = "crowdhuman"   # its own: evaluated
+    assert evaluate(gt_json, dt)["Recall"] == 1.0

@@ -37,7 +37,7 @@ import msgspec
 import numpy as np
 
 from lla.errors import DataError
-from lla.eval.json_input import decode_typed, gc_paused, parse_json, read_bytes
+from lla.eval.json_input import check_dataset, decode_typed, gc_paused, parse_json, read_bytes
 from lla.eval.phases import phase
 from lla.io import atomic_write_json
 
@@ -156,14 +156,23 @@ _KIND_TEXT = {"int": "an integer", "flag": "0, 1 or a boolean", "number": "a fin
               "box": "a finite number"}
 
 
+def _type_fits(kind_of_value: type, kind: str) -> bool:
+    """Whether values of this Python type can be of ``kind``: "int" an integer (not a
+    boolean), "flag" an integer or a boolean (not a fraction: the official code reads it both
+    as a truth value and through int(), which disagree on 0.5), "number" / "box" an integer
+    or a float (not a boolean, nor a string)."""
+    if issubclass(kind_of_value, bool):
+        return kind == "flag"
+    if kind in ("int", "flag"):
+        return issubclass(kind_of_value, int)
+    return issubclass(kind_of_value, (int, float))
+
+
 def _check_value(value: Any, kind: str, source: str | None, record: str, name: str) -> None:
     """Raise DataError unless ``value`` is of ``kind`` ("int", "flag" or "number")."""
-    if kind == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind == "flag":    # int, not a fraction: the official code reads it both as a
-        ok = isinstance(value, int)   # truth value and through int(), which disagree on 0.5
-    else:
-        ok = isinstance(value, (int, float)) and bool(np.isfinite(value))
+    ok = _type_fits(type(value), kind)
+    if ok and kind in ("number", "box"):
+        ok = bool(np.isfinite(value))
     if not ok:
         raise DataError(source, f"'{name}' must be {_KIND_TEXT[kind]}, got {value!r}",
                         record=record)
@@ -218,9 +227,14 @@ def _column(records: Sequence[Mapping], field: _Field) -> np.ndarray:
     Raises KeyError, TypeError, ValueError or AttributeError when any record is malformed.
     """
     if field.default is None:
-        values = np.asarray([r[field.key] for r in records])
+        values = [r[field.key] for r in records]
     else:
-        values = np.asarray([r.get(field.key, field.default) for r in records])
+        values = [r.get(field.key, field.default) for r in records]
+    types = set(map(type, itertools.chain.from_iterable(values) if field.kind == "box"
+                    else values))
+    if not all(_type_fits(t, field.kind) for t in types):
+        raise ValueError(field.key)
+    values = np.asarray(values)
     n = len(records)
     if n == 0:
         return np.zeros((0, 4) if field.kind == "box" else 0,
@@ -260,7 +274,8 @@ _DT_FIELDS = (_Field("image_id", "int"), _Field("category_id", "int"), _Field("b
 def parse_ground_truth(gt: Mapping, source: str | Path | None = None) -> GroundTruth:
     """Validate a dataset json (or the official ``val_gt.json``) and keep its category-1 boxes.
 
-    Raises DataError (naming ``source`` and the record) for: missing ``images`` /
+    Raises DataError (naming ``source`` and the record) for: a json converted for
+    CrowdHuman (``info.dataset``), missing ``images`` /
     ``annotations`` / ``categories``, no image, duplicate or non-integer image ids, an
     annotation without an integer ``id`` >= 1, duplicate annotation ids, an unknown
     ``image_id``, a missing or non-finite ``bbox`` / ``height`` / ``vis_ratio``, or an
@@ -270,6 +285,7 @@ def parse_ground_truth(gt: Mapping, source: str | Path | None = None) -> GroundT
     for key in ("images", "annotations", "categories"):
         if not isinstance(gt.get(key), list):
             raise DataError(source, f"ground truth needs a list '{key}'")
+    check_dataset(gt.get("info"), "citypersons", source)
     if not gt["images"]:
         raise DataError(source, "ground truth has no images")
     image_ids = _columns(gt["images"], _IMAGE_FIELDS, source, "image")["id"]
@@ -338,7 +354,9 @@ def parse_detections(dt: Sequence, gt: GroundTruth, source: str | Path | None = 
     """Validate a COCO results list and keep its category-1 detections.
 
     Raises DataError (naming ``source`` and the 0-based record index) for a detection whose
-    ``image_id`` is not a GT image or whose ``bbox`` / ``score`` is missing or not finite.
+    ``image_id`` is not a GT image, whose ``bbox`` / ``score`` is missing, not a number (a
+    string or a boolean) or not finite, or whose box has a negative width or height (a zero
+    one is valid).
     """
     source = _source_name(source)
     return _detections_of_columns(_columns(dt, _DT_FIELDS, source, "detection"), gt, source)
@@ -347,6 +365,11 @@ def parse_detections(dt: Sequence, gt: GroundTruth, source: str | Path | None = 
 def _detections_of_columns(cols: dict[str, np.ndarray], gt: GroundTruth, source: str | None
                            ) -> Detections:
     """Detections of the columns of ``_DT_FIELDS``."""
+    negative = np.flatnonzero((cols["bbox"][:, 2:] < 0).any(axis=1))
+    if len(negative):
+        k = int(negative[0])
+        raise DataError(source, f"'bbox' has a negative width or height: "
+                                f"{cols['bbox'][k].tolist()}", record=f"detection {k}")
     image = _image_index(gt.image_ids, cols["image_id"], source, "detection")
     keep = cols["category_id"] == PERSON_CATEGORY
     return Detections(image=image[keep], boxes=cols["bbox"][keep], scores=cols["score"][keep])
@@ -374,6 +397,7 @@ class _TypedGroundTruth(msgspec.Struct, gc=False):
     images: list[_TypedImage]
     annotations: list[_TypedAnnotation]
     categories: list[Any]
+    info: Any = None
 
 
 class _TypedDetection(msgspec.Struct, gc=False):
@@ -409,6 +433,7 @@ def _fast_inputs(gt_path: Path, dt_path: Path) -> tuple[GroundTruth, Detections]
         if gt is None or dt is None:
             return None
         try:
+            check_dataset(gt.info, "citypersons", str(gt_path))
             anns = gt.annotations
             cols = {"id": _int_column([a.id for a in anns]),
                     "image_id": _int_column([a.image_id for a in anns]),
@@ -756,9 +781,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lla.eval.command import reuse_freed_memory
+    from lla.eval.command import check_paths, reuse_freed_memory
     from lla.eval.diverged import pass_on_detections_divergence
 
+    check_paths([args.gt, args.dt], args.out)
     reuse_freed_memory()
     if pass_on_detections_divergence(args.dt, args.out):  # stopped on a non-finite loss
         return 0

@@ -188,9 +188,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lla.eval.command import reuse_freed_memory
+    from lla.eval.command import check_paths, reuse_freed_memory
     from lla.eval.diverged import pass_on_detections_divergence
 
+    check_paths([args.gt, args.dt], args.out)
     reuse_freed_memory()
     if pass_on_detections_divergence(args.dt, args.out):  # stopped on a non-finite loss
         return 0

@@ -2,7 +2,8 @@
 
 Accepted ground truth (see docs/evaluation.md):
   * our dataset json (dict or path): image size from ``images[].width/height``, box tag
-    from ``annotations[].ignore``;
+    from ``annotations[].ignore``; one converted for CityPersons (``info.dataset``) is
+    refused;
   * the official ``.odgt`` (path, or a list of its records): tags exactly as the official
     reader derives them (:func:`odgt_box_tag`); image size from the record if it has one,
     otherwise from the detection ``.odgt`` record of the same ``ID``.
@@ -19,16 +20,23 @@ Official semantics kept here: repeated GT ``ID`` lines replace the earlier recor
 its position in the image order (a dict keyed by ``ID``); a repeated detection ``ID`` line
 replaces the earlier detections; the image size comes from the first record carrying it.
 
-Files are read in two ways that give the same arrays (:mod:`lla.eval.json_input`): typed
-decoding straight into columns (the fast path, for well-formed input) and, when that fails
-or the content is invalid, the standard library's parser followed by record-by-record
-checks that name the file, line and record of the first problem.
+Values: a box is 4 finite numbers (JSON numbers: not strings, not booleans), a score a
+finite number. A detection box must not have a negative width or height (a zero one is
+valid: it matches nothing, as in the official code). Ground-truth boxes are taken as the
+official evaluator takes them (any finite numbers).
+
+Inputs are read in two ways that give the same arrays (:mod:`lla.eval.json_input`): typed
+records laid out as columns at once (the fast path: files are decoded into them, loaded
+objects converted), and, when that fails or the content is invalid, the standard library's
+parser followed by record-by-record checks that name the file, line and record of the
+first problem.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
@@ -37,8 +45,9 @@ import msgspec
 import numpy as np
 
 from lla.errors import DataError
-from lla.eval.json_input import (decode_typed, decode_typed_lines, gc_paused, parse_json,
-                                 parse_json_lines, read_bytes)
+from lla.eval.json_input import (check_dataset, convert_typed, decode_typed,
+                                 decode_typed_lines, gc_paused, parse_json, parse_json_lines,
+                                 read_bytes)
 
 PERSON_CLASSES = ("background", "person")  # official class list: tag = index in it
 IGNORE_TAG = -1
@@ -119,6 +128,7 @@ class _JsonAnnotation(msgspec.Struct, gc=False):
 class _DatasetJson(msgspec.Struct, gc=False):
     images: list[_JsonImage]
     annotations: list[_JsonAnnotation]
+    info: Any = None
 
 
 class _OdgtGtBox(msgspec.Struct, gc=False):
@@ -241,10 +251,19 @@ def load_ground_truth(gt: str | Path | dict | Sequence[dict]) -> GroundTruth:
         path, source = Path(gt), str(gt)
         raw = read_bytes(path)
         with gc_paused():  # the whole fast path: no collection scans its records
-            result = _fast_ground_truth(raw, path, source)
+            if path.suffix == ".odgt":
+                typed = decode_typed_lines(raw, _ODGT_GT)
+            else:
+                typed = decode_typed(raw, _DATASET_JSON)
+            result = _fast(lambda: _gt_from_typed(typed, source))
         data = _parse(raw, path) if result is None else None
     else:
-        source, result, data = "<ground truth>", None, _as_records(gt)
+        source = "<ground truth>"
+        with gc_paused():
+            typed = (convert_typed(gt, _DatasetJson) if isinstance(gt, dict)
+                     else convert_typed(gt, list[_OdgtGtRecord]))
+            result = _fast(lambda: _gt_from_typed(typed, source))
+        data = _as_records(gt) if result is None else None
     if result is None:
         with gc_paused():
             if isinstance(data, dict):
@@ -258,24 +277,29 @@ def load_ground_truth(gt: str | Path | dict | Sequence[dict]) -> GroundTruth:
     return result
 
 
-def _fast_ground_truth(raw: bytes, path: Path, source: str) -> GroundTruth | None:
-    if path.suffix == ".odgt":
-        records = decode_typed_lines(raw, _ODGT_GT)
-        if records is None:
-            return None
-        return _fast(lambda: _pack_odgt_gt(source, [
-            (r.ID, [b.fbox for b in r.gtboxes], [_box_tag(b.tag, b.extra) for b in r.gtboxes],
-             *_typed_size(r.width, r.height)) for r in records]))
-    dataset = decode_typed(raw, _DATASET_JSON)
-    if dataset is None:
+def _gt_from_typed(typed: _DatasetJson | list[_OdgtGtRecord] | None,
+                   source: str) -> GroundTruth | None:
+    """GroundTruth of typed records (None for None); DataError for invalid values."""
+    if typed is None:
         return None
-    images, annotations = dataset.images, dataset.annotations
-    return _fast(lambda: _pack_dataset_gt(
-        source, [im.id for im in images],
-        [_typed_size(im.width, im.height) for im in images], [im.record_id for im in images],
-        [a.image_id for a in annotations], _boxes_array([a.bbox for a in annotations]),
-        np.fromiter((bool(a.ignore or a.iscrowd) for a in annotations), bool,
-                    count=len(annotations))))
+    if isinstance(typed, list):
+        result = _pack_odgt_gt(source, [
+            (r.ID, [b.fbox for b in r.gtboxes], [_box_tag(b.tag, b.extra) for b in r.gtboxes],
+             *_typed_size(r.width, r.height)) for r in typed])
+    else:
+        check_dataset(typed.info, "crowdhuman", source)
+        images, annotations = typed.images, typed.annotations
+        result = _pack_dataset_gt(
+            source, [im.id for im in images],
+            [_typed_size(im.width, im.height) for im in images],
+            [im.record_id for im in images], [a.image_id for a in annotations],
+            _boxes_array([a.bbox for a in annotations]),
+            np.fromiter((bool(a.ignore or a.iscrowd) for a in annotations), bool,
+                        count=len(annotations)))
+    sizes = np.concatenate([result.width, result.height])
+    if not (np.isfinite(result.boxes).all() and (np.isfinite(sizes) | np.isnan(sizes)).all()):
+        raise DataError(source, "a box or an image size is not finite")
+    return result
 
 
 def _typed_size(width: float | None, height: float | None) -> tuple[float, float]:
@@ -285,16 +309,32 @@ def _typed_size(width: float | None, height: float | None) -> tuple[float, float
     return width, height
 
 
-def _finite_box(value: Any, what: str, source: str, **where: Any) -> list[float]:
+def _is_number(value: Any) -> bool:
+    """A real number, not a boolean (nor a string)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _finite_box(value: Any, what: str, source: str, *, detection: bool = False,
+                **where: Any) -> list[float]:
+    """``value`` as 4 floats [x, y, w, h]; DataError unless it is 4 finite numbers (and,
+    for a ``detection``, has no negative width or height)."""
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         raise DataError(source, f"{what} must be a list [x, y, w, h], got {value!r}", **where)
-    try:
-        box = [float(v) for v in value]
-    except (TypeError, ValueError):
-        raise DataError(source, f"{what} has a non-numeric entry: {value!r}", **where) from None
+    if not all(map(_is_number, value)):
+        raise DataError(source, f"{what} has a non-numeric entry: {value!r}", **where)
+    box = [float(v) for v in value]
     if not all(math.isfinite(v) for v in box):
-        raise DataError(source, f"{what} is not finite: {value!r}", **where)
+        raise DataError(source, f"{what} has a NaN/inf value: {value!r}", **where)
+    if detection and (box[2] < 0 or box[3] < 0):
+        raise DataError(source, f"{what} has a negative width or height: {value!r}", **where)
     return box
+
+
+def _check_score(score: Any, what: str, source: str, where: dict) -> None:
+    if not _is_number(score):
+        raise DataError(source, f"{what} must be a number, got {score!r}", **where)
+    if not math.isfinite(score):
+        raise DataError(source, f"{what} is NaN/inf: {score!r}", **where)
 
 
 def _gt_from_odgt(records_in: Records, source: str) -> GroundTruth:
@@ -367,6 +407,7 @@ def _record_size(rec: dict, source: str, where: dict) -> tuple[float, float]:
 def _gt_from_dataset_json(data: dict, source: str) -> GroundTruth:
     if not isinstance(data.get("images"), list) or not isinstance(data.get("annotations"), list):
         raise DataError(source, "expected our dataset json with 'images' and 'annotations'")
+    check_dataset(data.get("info"), "crowdhuman", source)
     keys, sizes, record_ids = [], [], []
     for index, image in enumerate(data["images"]):
         where = {"record": f"images[{index}]"}
@@ -379,25 +420,20 @@ def _gt_from_dataset_json(data: dict, source: str) -> GroundTruth:
         sizes.append(_record_size(image, source, where))
         record_ids.append(image.get("record_id"))
     annotations = data["annotations"]
-    try:  # fast path; on any problem, locate the offending record below
-        image_ids = [ann["image_id"] for ann in annotations]
-        boxes = _boxes_array([ann["bbox"] for ann in annotations])
-        ignore = np.array([bool(ann.get("ignore", 0) or ann.get("iscrowd", 0))
-                           for ann in annotations], dtype=bool)
-        ok = boxes is not None and bool(np.isfinite(boxes).all())
-    except (TypeError, KeyError, ValueError, AttributeError):
-        ok = False
-    if not ok:
-        known = set(keys)
-        for index, ann in enumerate(annotations):
-            where = {"record": f"annotations[{index}]"}
-            if not isinstance(ann, dict) or not _hashable(ann.get("image_id")) \
-                    or ann.get("image_id") not in known:
-                image_id = ann.get("image_id") if isinstance(ann, dict) else None
-                raise DataError(source, f"unknown image_id {image_id!r}", **where)
-            _finite_box(ann.get("bbox"), "bbox", source, **where)
-        raise AssertionError("unreachable: a bad annotation must have been reported")
-    return _pack_dataset_gt(source, keys, sizes, record_ids, image_ids, boxes, ignore)
+    known = set(keys)
+    boxes = []
+    for index, ann in enumerate(annotations):
+        where = {"record": f"annotations[{index}]"}
+        if not isinstance(ann, dict) or not _hashable(ann.get("image_id")) \
+                or ann.get("image_id") not in known:
+            image_id = ann.get("image_id") if isinstance(ann, dict) else None
+            raise DataError(source, f"unknown image_id {image_id!r}", **where)
+        boxes.append(_finite_box(ann.get("bbox"), "bbox", source, **where))
+    ignore = np.array([bool(ann.get("ignore", 0) or ann.get("iscrowd", 0))
+                       for ann in annotations], dtype=bool)
+    return _pack_dataset_gt(source, keys, sizes, record_ids,
+                            [ann["image_id"] for ann in annotations], _boxes_array(boxes),
+                            ignore)
 
 
 def _pack_dataset_gt(source: str, keys: list, sizes: list[tuple[float, float]],
@@ -478,12 +514,18 @@ def load_detections(dt: str | Path | Sequence[dict], gt: GroundTruth) -> Detecti
         path, source = Path(dt), str(dt)
         raw = read_bytes(path)
         with gc_paused():  # the whole fast path: no collection scans its records
-            result = _fast_detections(raw, path, gt, source)
+            typed = _decode_detections(raw, path)
+            result = _fast(lambda: _dt_from_typed(typed, gt, source))
         if result is not None:
             return result
         data = _parse(raw, path)
     else:
-        source, data = "<detections>", _as_records(dt)
+        source = "<detections>"
+        with gc_paused():
+            result = _fast(lambda: _dt_from_typed(_convert_detections(dt), gt, source))
+        if result is not None:
+            return result
+        data = _as_records(dt)
     if not isinstance(data, Records):
         raise DataError(source, "expected a list of detections")
     first = data.items[0] if data.items else None
@@ -493,50 +535,52 @@ def load_detections(dt: str | Path | Sequence[dict], gt: GroundTruth) -> Detecti
         return _dt_from_coco(data, gt, source)
 
 
-def _fast_detections(raw: bytes, path: Path, gt: GroundTruth, source: str
-                     ) -> Detections | None:
+def _decode_detections(raw: bytes, path: Path) -> list | None:
+    """The typed records of a detections file (COCO results or odgt records), or None."""
     if path.suffix == ".odgt":
-        records = decode_typed_lines(raw, _ODGT_DETECTIONS)
-    else:
-        records = None
-        if raw[:4096].lstrip()[:1] == b"[":  # a list: COCO results, or odgt records
-            coco = decode_typed(raw, _COCO_RESULTS)
-            if coco is not None:
-                return _fast(lambda: _coco_detections(
-                    gt, source, [d.image_id for d in coco],
-                    _boxes_array([d.bbox for d in coco]), _floats([d.score for d in coco]),
-                    [d.category_id for d in coco], lambda index: {}))
-            records = decode_typed(raw, _ODGT_DETECTION_LIST)
+        return decode_typed_lines(raw, _ODGT_DETECTIONS)
+    if raw[:4096].lstrip()[:1] != b"[":  # not a list
+        return None
+    coco = decode_typed(raw, _COCO_RESULTS)
+    return coco if coco is not None else decode_typed(raw, _ODGT_DETECTION_LIST)
+
+
+def _convert_detections(dt: Any) -> list | None:
+    """Loaded detections as typed records (COCO results or odgt records), or None."""
+    if not isinstance(dt, (list, tuple)):
+        return None
+    if dt and isinstance(dt[0], dict) and "dtboxes" in dt[0]:
+        return convert_typed(dt, list[_OdgtDetectionRecord])
+    return convert_typed(dt, list[_CocoDetection])
+
+
+def _dt_from_typed(records: list | None, gt: GroundTruth, source: str) -> Detections | None:
+    """Detections of typed records (None for None); DataError for invalid values."""
     if records is None:
         return None
-    if not records:  # no record: no detection, as the standard-library path reads it
-        return _coco_detections(gt, source, [], np.zeros((0, 4)), np.zeros(0), [],
-                                lambda index: {})
-    return _fast(lambda: _odgt_detections(
+    if not records or isinstance(records[0], _CocoDetection):
+        return _coco_detections(gt, source, [d.image_id for d in records],
+                                _boxes_array([d.bbox for d in records]),
+                                _floats([d.score for d in records]),
+                                [d.category_id for d in records], lambda index: {})
+    return _odgt_detections(
         gt, source, len(records),
         lambda index: (records[index].ID, _typed_size(records[index].width,
                                                       records[index].height)),
         lambda index: ([b.box for b in records[index].dtboxes],
                        [b.score for b in records[index].dtboxes]),
-        lambda index: {}))
+        lambda index: {})
 
 
 def _dt_from_coco(data: Records, gt: GroundTruth, source: str) -> Detections:
     """COCO results -> Detections; image_id is a json image id, or k for an odgt's k-th record."""
     records = data.items
-    try:  # fast path; on any problem, locate the offending record below
-        image_ids = [rec["image_id"] for rec in records]
-        boxes = _boxes_array([rec["bbox"] for rec in records])
-        scores = np.array([rec["score"] for rec in records], dtype=np.float64)
-        categories = [rec.get("category_id", 1) for rec in records]
-        ok = boxes is not None and scores.ndim == 1 and set(categories) <= {1}
-    except (TypeError, KeyError, ValueError, AttributeError):
-        ok = False
-    if not ok:
-        for index, rec in enumerate(records):
-            _check_coco_record(rec, source, data.where(index))
-        raise AssertionError("unreachable: a bad record must have been reported")
-    return _coco_detections(gt, source, image_ids, boxes, scores, categories, data.where)
+    for index, rec in enumerate(records):
+        _check_coco_record(rec, source, data.where(index))
+    return _coco_detections(gt, source, [rec["image_id"] for rec in records],
+                            _boxes_array([rec["bbox"] for rec in records]),
+                            _floats([rec["score"] for rec in records]),
+                            [rec.get("category_id", 1) for rec in records], data.where)
 
 
 def _coco_detections(gt: GroundTruth, source: str, image_ids: list, boxes: np.ndarray,
@@ -557,7 +601,7 @@ def _coco_detections(gt: GroundTruth, source: str, image_ids: list, boxes: np.nd
                         f"it has {gt.num_images})") if gt.from_odgt else ""
                 raise DataError(source, f"unknown image_id {image_id!r}{hint}",
                                 **where(index))
-    _check_finite(boxes, scores, source, where, lambda d: f"detection {d}")
+    _check_detection_values(boxes, scores, source, where, lambda d: f"detection {d}")
     nan = np.full(gt.num_images, np.nan)
     return _group_by_image(source, boxes, scores, image_index, nan, nan.copy())
 
@@ -568,26 +612,25 @@ def _check_coco_record(rec: Any, source: str, where: dict) -> None:
     for key in ("image_id", "bbox", "score"):
         if key not in rec:
             raise DataError(source, f"detection has no '{key}'", **where)
-    _finite_box(rec["bbox"], "bbox", source, **where)
-    if not isinstance(rec["score"], (int, float)) or isinstance(rec["score"], bool):
-        raise DataError(source, f"score must be a number, got {rec['score']!r}", **where)
+    _finite_box(rec["bbox"], "bbox", source, detection=True, **where)
+    _check_score(rec["score"], "score", source, where)
     if rec.get("category_id", 1) != 1:
         raise DataError(source, f"category_id must be 1 (person), got {rec['category_id']!r}",
                         **where)
 
 
-def _check_finite(boxes: np.ndarray, scores: np.ndarray, source: str, where: Where,
-                  what: Callable[[int], str], rows: np.ndarray | None = None) -> None:
-    """Raise for the first detection with a NaN/inf box or score.
-
-    ``rows[d]`` is the index of detection d's record (default: d itself); ``what(d)``
-    names the detection in the message."""
-    bad = ~(np.isfinite(boxes).all(axis=1) & np.isfinite(scores))
+def _check_detection_values(boxes: np.ndarray, scores: np.ndarray, source: str, where: Where,
+                            what: Callable[[int], str], rows: np.ndarray | None = None
+                            ) -> None:
+    """Raise for the first detection with a NaN/inf box or score, or a negative width or
+    height. ``rows[d]`` is the index of detection d's record (default: d itself);
+    ``what(d)`` names the detection in the message."""
+    bad = ~(np.isfinite(boxes).all(axis=1) & np.isfinite(scores)) | (boxes[:, 2:] < 0).any(axis=1)
     if bad.any():
         d = int(np.flatnonzero(bad)[0])
         index = d if rows is None else int(rows[d])
-        raise DataError(source, f"{what(d)} has a NaN/inf box or score: box "
-                        f"{boxes[d].tolist()}, score {scores[d]}", **where(index))
+        raise DataError(source, f"{what(d)} has a NaN/inf value or a negative width or height: "
+                        f"box {boxes[d].tolist()}, score {scores[d]}", **where(index))
 
 
 def _dt_from_odgt(data: Records, gt: GroundTruth, source: str) -> Detections:
@@ -604,13 +647,15 @@ def _dt_from_odgt(data: Records, gt: GroundTruth, source: str) -> Detections:
         return _record_size(data.items[index], source, data.where(index))
 
     def boxes_of(index: int) -> tuple[list, list]:
-        rec = data.items[index]
+        rec, where = data.items[index], data.where(index)
         boxes, scores = [], []
         for k, box in enumerate(rec["dtboxes"]):
             if not isinstance(box, dict) or "box" not in box or "score" not in box:
                 raise DataError(source, f"dtboxes[{k}] of ID {rec['ID']!r} needs 'box' and "
-                                "'score'", **data.where(index))
-            boxes.append(box["box"])
+                                "'score'", **where)
+            boxes.append(_finite_box(box["box"], f"a dtboxes box of ID {rec['ID']!r}", source,
+                                     detection=True, **where))
+            _check_score(box["score"], f"a dtboxes score of ID {rec['ID']!r}", source, where)
             scores.append(box["score"])
         return boxes, scores
 
@@ -624,7 +669,7 @@ def _odgt_detections(gt: GroundTruth, source: str, count: int,
                      size_of: Callable[[int], tuple[float, float]] | None = None
                      ) -> Detections:
     """Detections of ``count`` odgt records: ``head_of(index)`` = (ID, (width, height)) of
-    record ``index`` and ``boxes_of(index)`` its (boxes, scores) lists.
+    record ``index`` and ``boxes_of(index)`` its (boxes, scores) lists (of numbers).
 
     ``size_of(index)``, when given, reads a record's size instead of ``head_of`` (checking
     it); it is asked only until an image has a size, as the official reader does."""
@@ -660,22 +705,10 @@ def _odgt_detections(gt: GroundTruth, source: str, count: int,
         rows_list += [index] * len(scores)
         image_list += [image] * len(scores)
     rows = np.array(rows_list, dtype=np.int64)
-    try:
-        boxes = _boxes_array(boxes_list)
-        scores = np.array(scores_list, dtype=np.float64)
-        ok = boxes is not None and scores.ndim == 1
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        for d, (box, score) in enumerate(zip(boxes_list, scores_list)):
-            record_id, where_d = record_ids[int(rows[d])], where(int(rows[d]))
-            _finite_box(box, f"a dtboxes box of ID {record_id!r}", source, **where_d)
-            if not isinstance(score, (int, float)) or isinstance(score, bool):
-                raise DataError(source, f"a dtboxes score of ID {record_id!r} is not a "
-                                f"number: {score!r}", **where_d)
-        raise AssertionError("unreachable: a bad box must have been reported")
-    _check_finite(boxes, scores, source, where,
-                  lambda d: f"a detection of ID {record_ids[int(rows[d])]!r}", rows=rows)
+    boxes, scores = _boxes_array(boxes_list), _floats(scores_list)
+    _check_detection_values(boxes, scores, source, where,
+                            lambda d: f"a detection of ID {record_ids[int(rows[d])]!r}",
+                            rows=rows)
     return _group_by_image(source, boxes, scores, np.array(image_list, dtype=np.int64),
                            width, height)
 
@@ -700,6 +733,12 @@ def detections_from_arrays(gt: GroundTruth, image_index: np.ndarray, boxes_xywh:
     if bad.any():
         d = int(np.flatnonzero(bad)[0])
         raise DataError(source, f"detection {d} has a NaN/inf box or score",
+                        record=f"image {gt.image_keys[image_index[d]]!r}")
+    negative = np.flatnonzero((boxes[:, 2:] < 0).any(axis=1))
+    if len(negative):
+        d = int(negative[0])
+        raise DataError(source, f"detection {d} has a negative width or height: "
+                        f"{boxes[d].tolist()} (x1 > x2 or y1 > y2)",
                         record=f"image {gt.image_keys[image_index[d]]!r}")
     nan = np.full(gt.num_images, np.nan)
     return _group_by_image(source, boxes, scores, image_index, nan, nan.copy())

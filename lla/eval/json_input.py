@@ -65,6 +65,15 @@ def decode_typed(raw: bytes, decoder: msgspec.json.Decoder) -> Any | None:
         return None
 
 
+def convert_typed(data: Any, kind: Any) -> Any | None:
+    """Python objects (loaded JSON) as the typed records ``kind``, with the same type rules
+    as decoding; None when they do not fit."""
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError:
+        return None
+
+
 def decode_typed_lines(raw: bytes, decoder: msgspec.json.Decoder) -> list | None:
     """The non-blank lines of ``raw`` (JSON lines, e.g. an ``.odgt``) decoded by ``decoder``,
     or None when one of them does not fit its type."""
@@ -103,3 +112,20 @@ def parse_json_lines(raw: bytes, path: str | Path) -> tuple[list[int], list[Any]
                                 line=line_number) from None
             lines.append(line_number)
     return lines, records
+
+
+# The benchmark a converted dataset json was made for (``info.dataset``, written by
+# `lla data convert` and the synthcrowd converters) -> the command that evaluates it.
+EVALUATOR_OF_DATASET = {"crowdhuman": "lla eval crowdhuman",
+                        "citypersons": "lla eval citypersons"}
+
+
+def check_dataset(info: Any, evaluator: str, source: str | Path | None) -> None:
+    """DataError when a dataset json's ``info.dataset`` names the other benchmark than
+    ``evaluator`` ("crowdhuman" or "citypersons"); a json without it is accepted."""
+    dataset = info.get("dataset") if isinstance(info, dict) else None
+    if dataset in EVALUATOR_OF_DATASET and dataset != evaluator:
+        raise DataError(source, f"this dataset json was converted for {dataset} "
+                        f"(info.dataset {dataset!r}), not {evaluator}: evaluate it with "
+                        f"`{EVALUATOR_OF_DATASET[dataset]}` (to apply the {evaluator} "
+                        f"protocol anyway, remove info.dataset)")
