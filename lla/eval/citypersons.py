@@ -37,7 +37,8 @@ import msgspec
 import numpy as np
 
 from lla.errors import DataError
-from lla.eval.json_input import check_dataset, decode_typed, gc_paused, parse_json, read_bytes
+from lla.eval.json_input import (box_column, check_dataset, decode_typed, float_column,
+                                 gc_paused, int_column, parse_json, read_bytes)
 from lla.eval.phases import phase
 from lla.io import atomic_write_json
 
@@ -411,19 +412,6 @@ _TYPED_GT = msgspec.json.Decoder(_TypedGroundTruth)
 _TYPED_DT = msgspec.json.Decoder(list[_TypedDetection])
 
 
-def _int_column(values: Sequence[int]) -> np.ndarray:
-    return np.fromiter(values, np.int64, count=len(values))
-
-
-def _float_column(values: Sequence[float]) -> np.ndarray:
-    return np.fromiter(values, np.float64, count=len(values))
-
-
-def _box_column(boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:
-    flat = np.fromiter(itertools.chain.from_iterable(boxes), np.float64, count=4 * len(boxes))
-    return flat.reshape(-1, 4)
-
-
 def _fast_inputs(gt_path: Path, dt_path: Path) -> tuple[GroundTruth, Detections] | None:
     """The parsed inputs when both files decode into their typed records and are valid;
     None otherwise (the caller then reads them the slow way, which names the problem)."""
@@ -435,22 +423,22 @@ def _fast_inputs(gt_path: Path, dt_path: Path) -> tuple[GroundTruth, Detections]
         try:
             check_dataset(gt.info, "citypersons", str(gt_path))
             anns = gt.annotations
-            cols = {"id": _int_column([a.id for a in anns]),
-                    "image_id": _int_column([a.image_id for a in anns]),
-                    "category_id": _int_column([a.category_id for a in anns]),
-                    "bbox": _box_column([a.bbox for a in anns]),
-                    "height": _float_column([a.height for a in anns]),
-                    "vis_ratio": _float_column([a.vis_ratio for a in anns]),
-                    "ignore": _int_column([int(a.ignore) for a in anns])}
+            cols = {"id": int_column([a.id for a in anns]),
+                    "image_id": int_column([a.image_id for a in anns]),
+                    "category_id": int_column([a.category_id for a in anns]),
+                    "bbox": box_column([a.bbox for a in anns]),
+                    "height": float_column([a.height for a in anns]),
+                    "vis_ratio": float_column([a.vis_ratio for a in anns]),
+                    "ignore": int_column([int(a.ignore) for a in anns])}
             categories = {c.get("id") for c in gt.categories if isinstance(c, Mapping)}
             ground_truth = _ground_truth_of_columns(
-                _int_column([im.id for im in gt.images]), cols,
+                int_column([im.id for im in gt.images]), cols,
                 PERSON_CATEGORY in categories, str(gt_path))
             detections = _detections_of_columns(
-                {"image_id": _int_column([d.image_id for d in dt]),
-                 "category_id": _int_column([d.category_id for d in dt]),
-                 "bbox": _box_column([d.bbox for d in dt]),
-                 "score": _float_column([d.score for d in dt])}, ground_truth, str(dt_path))
+                {"image_id": int_column([d.image_id for d in dt]),
+                 "category_id": int_column([d.category_id for d in dt]),
+                 "bbox": box_column([d.bbox for d in dt]),
+                 "score": float_column([d.score for d in dt])}, ground_truth, str(dt_path))
         except (DataError, OverflowError):
             return None
     return ground_truth, detections

@@ -38,6 +38,7 @@ import itertools
 import math
 import numbers
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
@@ -45,9 +46,9 @@ import msgspec
 import numpy as np
 
 from lla.errors import DataError
-from lla.eval.json_input import (check_dataset, convert_typed, decode_typed,
-                                 decode_typed_lines, gc_paused, parse_json, parse_json_lines,
-                                 read_bytes)
+from lla.eval.json_input import (box_column, check_dataset, convert_typed, decode_typed,
+                                 decode_typed_lines, float_column, gc_paused, parse_json,
+                                 parse_json_lines, read_bytes)
 
 PERSON_CLASSES = ("background", "person")  # official class list: tag = index in it
 IGNORE_TAG = -1
@@ -215,20 +216,6 @@ def _fast(build: Callable[[], Any]) -> Any | None:
         return None
 
 
-def _boxes_array(boxes: Sequence[Sequence[float]]) -> np.ndarray | None:
-    """(N, 4) float64 array of N [x, y, w, h], or None if they are not all 4 long."""
-    if not boxes:
-        return np.zeros((0, 4))
-    if set(map(len, boxes)) != {4}:
-        return None
-    flat = np.fromiter(itertools.chain.from_iterable(boxes), np.float64, count=4 * len(boxes))
-    return flat.reshape(-1, 4)
-
-
-def _floats(values: Sequence[float]) -> np.ndarray:
-    return np.fromiter(values, np.float64, count=len(values))
-
-
 # --------------------------------------------------------------------------- ground truth
 
 
@@ -293,7 +280,7 @@ def _gt_from_typed(typed: _DatasetJson | list[_OdgtGtRecord] | None,
             source, [im.id for im in images],
             [_typed_size(im.width, im.height) for im in images],
             [im.record_id for im in images], [a.image_id for a in annotations],
-            _boxes_array([a.bbox for a in annotations]),
+            box_column([a.bbox for a in annotations]),
             np.fromiter((bool(a.ignore or a.iscrowd) for a in annotations), bool,
                         count=len(annotations)))
     sizes = np.concatenate([result.width, result.height])
@@ -383,7 +370,7 @@ def _pack_odgt_gt(source: str, entries: list[tuple[Any, list, list, float, float
         record_ids=[r[0] for r in records],
         width=np.array([r[3] for r in records], dtype=np.float64),
         height=np.array([r[4] for r in records], dtype=np.float64),
-        boxes=_boxes_array(boxes),
+        boxes=box_column(boxes),
         tags=np.array([t for r in records for t in r[2]], dtype=np.int8),
         image_index=np.repeat(np.arange(len(records), dtype=np.int64), counts),
         from_odgt=True,
@@ -432,7 +419,7 @@ def _gt_from_dataset_json(data: dict, source: str) -> GroundTruth:
     ignore = np.array([bool(ann.get("ignore", 0) or ann.get("iscrowd", 0))
                        for ann in annotations], dtype=bool)
     return _pack_dataset_gt(source, keys, sizes, record_ids,
-                            [ann["image_id"] for ann in annotations], _boxes_array(boxes),
+                            [ann["image_id"] for ann in annotations], box_column(boxes),
                             ignore)
 
 
@@ -559,10 +546,14 @@ def _dt_from_typed(records: list | None, gt: GroundTruth, source: str) -> Detect
     if records is None:
         return None
     if not records or isinstance(records[0], _CocoDetection):
-        return _coco_detections(gt, source, [d.image_id for d in records],
-                                _boxes_array([d.bbox for d in records]),
-                                _floats([d.score for d in records]),
-                                [d.category_id for d in records], lambda index: {})
+        count = len(records)
+        boxes = np.fromiter(itertools.chain.from_iterable(map(attrgetter("bbox"), records)),
+                            np.float64, count=4 * count).reshape(count, 4)
+        return _coco_detections(gt, source, list(map(attrgetter("image_id"), records)), boxes,
+                                np.fromiter(map(attrgetter("score"), records), np.float64,
+                                            count=count),
+                                list(map(attrgetter("category_id"), records)),
+                                lambda index: {})
     return _odgt_detections(
         gt, source, len(records),
         lambda index: (records[index].ID, _typed_size(records[index].width,
@@ -578,8 +569,8 @@ def _dt_from_coco(data: Records, gt: GroundTruth, source: str) -> Detections:
     for index, rec in enumerate(records):
         _check_coco_record(rec, source, data.where(index))
     return _coco_detections(gt, source, [rec["image_id"] for rec in records],
-                            _boxes_array([rec["bbox"] for rec in records]),
-                            _floats([rec["score"] for rec in records]),
+                            box_column([rec["bbox"] for rec in records]),
+                            float_column([rec["score"] for rec in records]),
                             [rec.get("category_id", 1) for rec in records], data.where)
 
 
@@ -705,7 +696,7 @@ def _odgt_detections(gt: GroundTruth, source: str, count: int,
         rows_list += [index] * len(scores)
         image_list += [image] * len(scores)
     rows = np.array(rows_list, dtype=np.int64)
-    boxes, scores = _boxes_array(boxes_list), _floats(scores_list)
+    boxes, scores = box_column(boxes_list), float_column(scores_list)
     _check_detection_values(boxes, scores, source, where,
                             lambda d: f"a detection of ID {record_ids[int(rows[d])]!r}",
                             rows=rows)

@@ -134,14 +134,8 @@ def prepare(gt: GroundTruth, dets: Detections) -> PreparedImages:
 
 def stable_argsort_descending(values: np.ndarray) -> np.ndarray:
     """Indices sorting ``values`` descending, ties in index order (as Python's stable
-    ``sorted(..., reverse=True)``). Same result as ``argsort(-values, kind="stable")``,
-    about twice as fast: a quicksort, then a second one on unique (tie group, index) keys."""
-    order = np.argsort(-values)
-    sorted_values = values[order]
-    group = np.zeros(len(values), dtype=np.int64)
-    group[1:] = sorted_values[1:] != sorted_values[:-1]
-    np.cumsum(group, out=group)
-    return order[np.argsort(group * len(values) + order)]
+    ``sorted(..., reverse=True)``)."""
+    return np.argsort(-values, kind="stable")
 
 
 def _small_int(index: np.ndarray, bound: int) -> np.ndarray:
@@ -186,18 +180,20 @@ def candidate_pairs(prep: PreparedImages, *, ji_edges: bool = False) -> Candidat
 
     found: dict[str, list[np.ndarray]] = {"dt": [], "gt": [], "iou": [], "ji_dt": [],
                                           "ji_gt": []}
+    all_valid = bool(gt_valid.all())
     for start, stop, counts, k in range_pairs(search.lo, search.hi):
         d_cols, g_cols = repeat_rows(dt_cols, start, stop, counts), take_rows(gt_cols, k)
-        rows = search.dt_order[np.repeat(np.arange(start, stop), counts)]
+        rows = np.repeat(np.arange(start, stop), counts)  # into search.dt_order
         iou = official_iou(d_cols, g_cols)
-        hit = np.flatnonzero((iou > IOU_THRESHOLD) & gt_valid[k])
-        found["dt"].append(rows[hit])
+        hit = iou > IOU_THRESHOLD
+        hit = np.flatnonzero(hit if all_valid else hit & gt_valid[k])
+        found["dt"].append(search.dt_order[rows[hit]])
         found["gt"].append(search.gt_order[k[hit]])
         found["iou"].append(iou[hit])
         if ji_edges:
             edge = np.flatnonzero(mmdet_iou(float32_columns(d_cols), float32_columns(g_cols))
                                   >= JI_IOU_THRESHOLD)
-            found["ji_dt"].append(rows[edge])
+            found["ji_dt"].append(search.dt_order[rows[edge]])
             found["ji_gt"].append(search.gt_order[k[edge]])
 
     def sorted_by_dt_then_gt(dt: list, gt: list, *values: list) -> tuple[np.ndarray, ...]:

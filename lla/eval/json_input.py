@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import msgspec
+import numpy as np
 
 from lla.errors import DataError
 
@@ -81,6 +83,22 @@ def decode_typed_lines(raw: bytes, decoder: msgspec.json.Decoder) -> list | None
         return decoder.decode_lines(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+def float_column(values: Sequence[float]) -> np.ndarray:
+    """(N,) float64 array of N numbers."""
+    return np.fromiter(values, np.float64, count=len(values))
+
+
+def int_column(values: Sequence[int]) -> np.ndarray:
+    """(N,) int64 array of N integers (OverflowError beyond int64)."""
+    return np.fromiter(values, np.int64, count=len(values))
+
+
+def box_column(boxes: Sequence[Sequence[float]]) -> np.ndarray:
+    """(N, 4) float64 array of N boxes of 4 numbers each."""
+    flat = np.fromiter(itertools.chain.from_iterable(boxes), np.float64, count=4 * len(boxes))
+    return flat.reshape(len(boxes), 4)
 
 
 def parse_json(raw: bytes, path: str | Path) -> Any:
