@@ -873,3 +873,42 @@ def test_dataset_json_converted_for_citypersons_is_refused(tmp_path, capsys):
         evaluate(gt_json, dt)
     gt_json["info"]["dataset"] = "crowdhuman"   # its own: evaluated
     assert evaluate(gt_json, dt)["Recall"] == 1.0
+
+
+def test_coco_results_decoded_in_parts_give_the_whole_file(tmp_path, monkeypatch):
+    # A results file is decoded in parts cut between records: parts of a few records
+    # (cuts everywhere, with any spacing) give exactly the arrays of one part. A cut inside
+    # a string (here a "note" holding "}, {") makes its part invalid: the file is then
+    # read the standard way, with the same result.
+    from lla.eval import crowdhuman_io, json_input
+
+    rng = np.random.default_rng(12)
+    gts, dts = _random_case(rng, near_threshold=False)
+    while sum(len(d["dtboxes"]) for d in dts) < 5:
+        gts, dts = _random_case(rng, near_threshold=False)
+    g = load_ground_truth([dict(r, width=W, height=H) for r in gts])
+    ids = {r["ID"]: k + 1 for k, r in enumerate(gts)}
+    results = [{"image_id": ids[d["ID"]], "category_id": 1, "bbox": b["box"],
+                "score": b["score"]} for d in dts for b in d["dtboxes"]]
+    noted = [dict(r, note="}, {") for r in results]
+    whole = _arrays(load_detections(results, g))
+    path = tmp_path / "dt.json"
+    standard_parse = crowdhuman_io._parse
+    for records, parsed_standard_way in ((results, False), (noted, True)):
+        for text in (json.dumps(records), json.dumps(records, indent=2),
+                     json.dumps(records, separators=(",", ":"))):
+            path.write_text(text)
+            for part_bytes in (1, 37, 10 ** 9):
+                parsed = []
+                monkeypatch.setattr(crowdhuman_io, "_parse",
+                                    lambda *a: parsed.append(1) or standard_parse(*a))
+                monkeypatch.setattr(crowdhuman_io, "decode_typed_list_parts",
+                                    lambda raw, decoder, n=part_bytes:
+                                    json_input.decode_typed_list_parts(raw, decoder, n))
+                got = _arrays(load_detections(path, g))
+                for key, value in whole.items():
+                    np.testing.assert_array_equal(got[key], value)
+                if not parsed_standard_way:
+                    assert not parsed
+                elif part_bytes == 1:
+                    assert parsed

@@ -33,7 +33,13 @@ TEXT_CHECKED = 4096  # bytes of each input checked to be UTF-8 before anything r
 
 def reuse_freed_memory() -> None:
     """Serve allocations up to 32 MB from the heap and keep freed heap memory (glibc only;
-    does nothing elsewhere)."""
+    does nothing elsewhere), and ask for no transparent huge pages for numpy arrays."""
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        pass
+    else:
+        _set_madvise_hugepage(False)
     if not sys.platform.startswith("linux"):
         return
     try:

@@ -47,8 +47,8 @@ import numpy as np
 
 from lla.errors import DataError
 from lla.eval.json_input import (box_column, check_dataset, convert_typed, decode_typed,
-                                 decode_typed_lines, float_column, gc_paused, parse_json,
-                                 parse_json_lines, read_bytes)
+                                 decode_typed_list_parts, decode_typed_lines, float_column,
+                                 gc_paused, parse_json, parse_json_lines, read_bytes)
 
 PERSON_CLASSES = ("background", "person")  # official class list: tag = index in it
 IGNORE_TAG = -1
@@ -501,8 +501,7 @@ def load_detections(dt: str | Path | Sequence[dict], gt: GroundTruth) -> Detecti
         path, source = Path(dt), str(dt)
         raw = read_bytes(path)
         with gc_paused():  # the whole fast path: no collection scans its records
-            typed = _decode_detections(raw, path)
-            result = _fast(lambda: _dt_from_typed(typed, gt, source))
+            result = _fast(lambda: _dt_from_file_typed(raw, path, gt, source))
         if result is not None:
             return result
         data = _parse(raw, path)
@@ -522,14 +521,34 @@ def load_detections(dt: str | Path | Sequence[dict], gt: GroundTruth) -> Detecti
         return _dt_from_coco(data, gt, source)
 
 
-def _decode_detections(raw: bytes, path: Path) -> list | None:
-    """The typed records of a detections file (COCO results or odgt records), or None."""
+def _dt_from_file_typed(raw: bytes, path: Path, gt: GroundTruth, source: str
+                        ) -> Detections | None:
+    """Detections of a file decoded into typed records (a COCO results list part by part,
+    to hold few records at a time), or None when it does not fit them."""
     if path.suffix == ".odgt":
-        return decode_typed_lines(raw, _ODGT_DETECTIONS)
+        return _dt_from_typed(decode_typed_lines(raw, _ODGT_DETECTIONS), gt, source)
     if raw[:4096].lstrip()[:1] != b"[":  # not a list
         return None
-    coco = decode_typed(raw, _COCO_RESULTS)
-    return coco if coco is not None else decode_typed(raw, _ODGT_DETECTION_LIST)
+    parts = []
+    for records in decode_typed_list_parts(raw, _COCO_RESULTS):
+        if records is None:  # not COCO results: odgt records as a JSON list, or invalid
+            return _dt_from_typed(decode_typed(raw, _ODGT_DETECTION_LIST), gt, source)
+        parts.append(_coco_columns(records))
+    image_ids = [i for part in parts for i in part[0]]
+    boxes, scores = (np.concatenate([part[k] for part in parts]) for k in (1, 2))
+    return _coco_detections(gt, source, image_ids, boxes, scores, lambda index: {})
+
+
+def _coco_columns(records: list[_CocoDetection]) -> tuple[list, np.ndarray, np.ndarray]:
+    """(image ids, (N, 4) boxes, (N,) scores) of typed COCO results; DataError when a
+    category_id is not 1."""
+    if not set(map(attrgetter("category_id"), records)) <= {1}:
+        raise DataError(None, "category_id other than 1")
+    count = len(records)
+    boxes = np.fromiter(itertools.chain.from_iterable(map(attrgetter("bbox"), records)),
+                        np.float64, count=4 * count).reshape(count, 4)
+    scores = np.fromiter(map(attrgetter("score"), records), np.float64, count=count)
+    return list(map(attrgetter("image_id"), records)), boxes, scores
 
 
 def _convert_detections(dt: Any) -> list | None:
@@ -546,14 +565,7 @@ def _dt_from_typed(records: list | None, gt: GroundTruth, source: str) -> Detect
     if records is None:
         return None
     if not records or isinstance(records[0], _CocoDetection):
-        count = len(records)
-        boxes = np.fromiter(itertools.chain.from_iterable(map(attrgetter("bbox"), records)),
-                            np.float64, count=4 * count).reshape(count, 4)
-        return _coco_detections(gt, source, list(map(attrgetter("image_id"), records)), boxes,
-                                np.fromiter(map(attrgetter("score"), records), np.float64,
-                                            count=count),
-                                list(map(attrgetter("category_id"), records)),
-                                lambda index: {})
+        return _coco_detections(gt, source, *_coco_columns(records), lambda index: {})
     return _odgt_detections(
         gt, source, len(records),
         lambda index: (records[index].ID, _typed_size(records[index].width,
@@ -570,18 +582,13 @@ def _dt_from_coco(data: Records, gt: GroundTruth, source: str) -> Detections:
         _check_coco_record(rec, source, data.where(index))
     return _coco_detections(gt, source, [rec["image_id"] for rec in records],
                             box_column([rec["bbox"] for rec in records]),
-                            float_column([rec["score"] for rec in records]),
-                            [rec.get("category_id", 1) for rec in records], data.where)
+                            float_column([rec["score"] for rec in records]), data.where)
 
 
 def _coco_detections(gt: GroundTruth, source: str, image_ids: list, boxes: np.ndarray,
-                     scores: np.ndarray, categories: list, where: Where) -> Detections:
-    """Detections of COCO results columns: the image id, bbox (D, 4), score (D,) and
-    category_id of each detection, in file order."""
-    if not set(categories) <= {1}:
-        index = next(k for k, c in enumerate(categories) if c != 1)
-        raise DataError(source, f"category_id must be 1 (person), got {categories[index]!r}",
-                        **where(index))
+                     scores: np.ndarray, where: Where) -> Detections:
+    """Detections of COCO results columns (category 1): the image id, bbox (D, 4) and
+    score (D,) of each detection, in file order."""
     keys = ({i + 1: i for i in range(gt.num_images)} if gt.from_odgt
             else {key: i for i, key in enumerate(gt.image_keys)})
     image_index = map_image_ids(image_ids, keys)

@@ -16,6 +16,7 @@ import contextlib
 import gc
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -65,6 +66,38 @@ def decode_typed(raw: bytes, decoder: msgspec.json.Decoder) -> Any | None:
         return decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+
+
+# Between two objects of a JSON list: "}", optional space, ",", optional space, "{".
+_OBJECT_BOUNDARY = re.compile(rb"}\s*,\s*{")
+PART_BYTES = 8 << 20
+
+
+def decode_typed_list_parts(raw: bytes, decoder: msgspec.json.Decoder,
+                            part_bytes: int = PART_BYTES) -> Iterator[list | None]:
+    """A JSON list of objects (``raw``) decoded by ``decoder`` (a list type) in parts of
+    about ``part_bytes``, so that only one part's records exist at a time; yields each
+    part's records in order, or None (and stops) when a part does not fit the type.
+
+    Parts are cut at "}, {" between objects. A cut that falls inside a string or a nested
+    list makes its part invalid JSON (an unclosed string or bracket), so a wrong cut is a
+    None, never other records.
+    """
+    begin = raw.find(b"[")
+    end = raw.rfind(b"]")
+    if begin < 0 or end < begin or raw[:begin].strip() or raw[end + 1:].strip():
+        yield None
+        return
+    start = begin + 1
+    while True:
+        cut = _OBJECT_BOUNDARY.search(raw, start + part_bytes, end) \
+            if start + part_bytes < end else None
+        stop = end if cut is None else cut.start() + 1
+        records = decode_typed(b"[" + raw[start:stop] + b"]", decoder)
+        yield records
+        if records is None or cut is None:
+            return
+        start = cut.end() - 1
 
 
 def convert_typed(data: Any, kind: Any) -> Any | None:
