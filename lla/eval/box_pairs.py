@@ -132,12 +132,10 @@ class CentreCandidates:
     detection's x-range widened by 1e-3 of the image width: a superset of the GTs with
     which it can have an IoU of 0.499 or more (see :func:`centre_candidates`).
 
-    dt_order (D,): the detections, sorted by the left end of their widened range.
     gt_order (K,): the searched GT boxes, sorted by their x-centre.
-    lo, hi (D,): the candidates of detection ``dt_order[r]`` are ``gt_order[lo[r]:hi[r]]``.
+    lo, hi (D,): the candidates of detection d are ``gt_order[lo[d]:hi[d]]``.
     """
 
-    dt_order: np.ndarray
     gt_order: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
@@ -169,9 +167,7 @@ def centre_candidates(dt_xyxy: np.ndarray, dt_image: np.ndarray, gt_xyxy: np.nda
     gt_key = (gt_xyxy[searched, 0] + gt_xyxy[searched, 2]) * 0.5 + base[gt_image[searched]]
     by_key = np.argsort(gt_key)
     gt_key = gt_key[by_key]
-    dt_low = dt_xyxy[:, 0] + (base - margin)[dt_image]
-    dt_order = np.argsort(dt_low)  # sorted queries make searchsorted much faster
-    lo = np.searchsorted(gt_key, dt_low[dt_order], side="left")
-    hi = np.searchsorted(gt_key, dt_xyxy[dt_order, 2] + (base + margin)[dt_image[dt_order]],
-                         side="right")
-    return CentreCandidates(dt_order=dt_order, gt_order=searched[by_key], lo=lo, hi=hi)
+    # Detections grouped by image search one small range of keys after the other.
+    lo = np.searchsorted(gt_key, dt_xyxy[:, 0] + (base - margin)[dt_image], side="left")
+    hi = np.searchsorted(gt_key, dt_xyxy[:, 2] + (base + margin)[dt_image], side="right")
+    return CentreCandidates(gt_order=searched[by_key], lo=lo, hi=hi)

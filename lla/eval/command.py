@@ -4,14 +4,14 @@
 directory or not UTF-8 text, or the output path is a directory (``error: PATH: reason``,
 exit code 2).
 
-:func:`reuse_freed_memory` tunes glibc's allocator for a short process that builds and
-drops many arrays of a few to a few tens of MB: by default each such array gets fresh
-pages from the kernel (an mmap, then a page fault per 4 KB on first use) and gives them
-back when freed; keeping freed memory in the process for reuse removes most of those
-faults. On a CrowdHuman-val-sized input this took about 0.3 s off the command
-(``benchmarks/eval_crowdhuman.py``); the peak memory stays the same within a few
-percent. It changes the process's allocator settings, so only the commands call it,
-never the library functions.
+:func:`reuse_freed_memory` tunes memory allocation for a short process that builds and
+drops many arrays of a few MB: glibc's allocator keeps freed memory for reuse instead of
+returning it to the kernel and mapping fresh pages for the next array (a page fault per
+4 KB on first use), and numpy asks for no transparent huge pages (zeroing 2 MB pages for
+arrays used once costs more kernel time than it saves). On the CrowdHuman-val-sized input
+of benchmarks/eval_crowdhuman.py this removes most of the command's kernel (system) time.
+It changes process-wide settings, so only the commands call it, never the library
+functions.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ TEXT_CHECKED = 4096  # bytes of each input checked to be UTF-8 before anything r
 
 
 def reuse_freed_memory() -> None:
-    """Serve allocations up to 32 MB from the heap and keep freed heap memory (glibc only;
-    does nothing elsewhere), and ask for no transparent huge pages for numpy arrays."""
+    """Ask for no transparent huge pages for numpy arrays; serve allocations up to 32 MB
+    from the heap and keep freed heap memory (glibc only)."""
     try:
         from numpy._core.multiarray import _set_madvise_hugepage
     except ImportError:

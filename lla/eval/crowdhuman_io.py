@@ -147,7 +147,7 @@ class _OdgtGtRecord(msgspec.Struct, gc=False):
 
 
 class _CocoDetection(msgspec.Struct, gc=False):
-    image_id: Union[int, str]
+    image_id: int       # other ids (strings) are read the standard way
     bbox: Box
     score: float
     category_id: int = 1
@@ -451,11 +451,11 @@ def _pack_dataset_gt(source: str, keys: list, sizes: list[tuple[float, float]],
         image_index=image_index[order], from_odgt=False)
 
 
-def map_image_ids(ids: list, position: dict) -> np.ndarray | None:
+def map_image_ids(ids: list | np.ndarray, position: dict) -> np.ndarray | None:
     """(N,) int64 ``position[id]`` of every id, or None if one is unknown.
 
     Integer ids (the common case) are mapped with a vectorised search."""
-    if not ids:
+    if len(ids) == 0:
         return np.zeros(0, dtype=np.int64)
     values = np.asarray(ids)
     keys = list(position)
@@ -534,21 +534,30 @@ def _dt_from_file_typed(raw: bytes, path: Path, gt: GroundTruth, source: str
         if records is None:  # not COCO results: odgt records as a JSON list, or invalid
             return _dt_from_typed(decode_typed(raw, _ODGT_DETECTION_LIST), gt, source)
         parts.append(_coco_columns(records))
-    image_ids = [i for part in parts for i in part[0]]
+    ids = [part[0] for part in parts]
+    if all(isinstance(part_ids, np.ndarray) for part_ids in ids):
+        image_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+    else:
+        image_ids = [int(i) if isinstance(i, np.integer) else i for part in ids for i in part]
     boxes, scores = (np.concatenate([part[k] for part in parts]) for k in (1, 2))
     return _coco_detections(gt, source, image_ids, boxes, scores, lambda index: {})
 
 
-def _coco_columns(records: list[_CocoDetection]) -> tuple[list, np.ndarray, np.ndarray]:
-    """(image ids, (N, 4) boxes, (N,) scores) of typed COCO results; DataError when a
-    category_id is not 1."""
+def _coco_columns(records: list[_CocoDetection]
+                  ) -> tuple[np.ndarray | list, np.ndarray, np.ndarray]:
+    """(image ids, (N, 4) boxes, (N,) scores) of typed COCO results, the ids as an int64
+    array when they fit it; DataError when a category_id is not 1."""
     if not set(map(attrgetter("category_id"), records)) <= {1}:
         raise DataError(None, "category_id other than 1")
     count = len(records)
     boxes = np.fromiter(itertools.chain.from_iterable(map(attrgetter("bbox"), records)),
                         np.float64, count=4 * count).reshape(count, 4)
     scores = np.fromiter(map(attrgetter("score"), records), np.float64, count=count)
-    return list(map(attrgetter("image_id"), records)), boxes, scores
+    try:
+        image_ids = np.fromiter(map(attrgetter("image_id"), records), np.int64, count=count)
+    except OverflowError:  # ids beyond int64
+        image_ids = list(map(attrgetter("image_id"), records))
+    return image_ids, boxes, scores
 
 
 def _convert_detections(dt: Any) -> list | None:

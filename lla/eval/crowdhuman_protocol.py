@@ -66,9 +66,10 @@ class PreparedImages:
     height: np.ndarray
 
 
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) [x, y, w, h] -> (N, 4) [x1, y1, x2, y2] (x2 = x + w, as the official loader)."""
-    out = boxes.copy()
+def xywh_to_xyxy(boxes: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """(N, 4) [x, y, w, h] -> (N, 4) [x1, y1, x2, y2] (x2 = x + w, as the official loader);
+    ``in_place`` converts ``boxes`` itself."""
+    out = boxes if in_place else boxes.copy()
     out[:, 2:4] += out[:, 0:2]
     return out
 
@@ -113,7 +114,8 @@ def prepare(gt: GroundTruth, dets: Detections) -> PreparedImages:
 
     gt_order = np.lexsort((-gt.tags.astype(np.int64), gt.image_index))  # stable
     gt_image = gt.image_index[gt_order]
-    gt_xyxy = clip_to_images(xywh_to_xyxy(gt.boxes[gt_order]), width[gt_image], height[gt_image])
+    gt_xyxy = clip_to_images(xywh_to_xyxy(gt.boxes[gt_order], in_place=True),
+                             width[gt_image], height[gt_image])
 
     # ``dets`` is grouped by image in file order, so a stable sort by score gives the
     # pooled order, and a stable sort of that by image the per-image matching order.
@@ -123,8 +125,8 @@ def prepare(gt: GroundTruth, dets: Detections) -> PreparedImages:
     position = np.empty_like(dt_order)
     position[dt_order] = np.arange(len(dt_order))
     dt_image = dets.image_index[dt_order]
-    dt_xyxy = clip_to_images(xywh_to_xyxy(dets.boxes[dt_order]), width[dt_image],
-                             height[dt_image])
+    dt_xyxy = clip_to_images(xywh_to_xyxy(dets.boxes[dt_order], in_place=True),
+                             width[dt_image], height[dt_image])
     gt_tags = gt.tags[gt_order]
     return PreparedImages(gt_xyxy=gt_xyxy, gt_image=gt_image, gt_valid=gt_tags > 0,
                           gt_tags=gt_tags, gt_source=gt_order, dt_xyxy=dt_xyxy,
@@ -176,24 +178,24 @@ def candidate_pairs(prep: PreparedImages, *, ji_edges: bool = False) -> Candidat
                               *((empty.copy(), empty.copy()) if ji_edges else ()))
     gt_cols = box_columns(prep.gt_xyxy[search.gt_order])
     gt_valid = prep.gt_valid[search.gt_order]
-    dt_cols = box_columns(prep.dt_xyxy[search.dt_order])
+    dt_cols = box_columns(prep.dt_xyxy)
 
     found: dict[str, list[np.ndarray]] = {"dt": [], "gt": [], "iou": [], "ji_dt": [],
                                           "ji_gt": []}
     all_valid = bool(gt_valid.all())
     for start, stop, counts, k in range_pairs(search.lo, search.hi):
         d_cols, g_cols = repeat_rows(dt_cols, start, stop, counts), take_rows(gt_cols, k)
-        rows = np.repeat(np.arange(start, stop), counts)  # into search.dt_order
+        rows = np.repeat(np.arange(start, stop), counts)
         iou = official_iou(d_cols, g_cols)
         hit = iou > IOU_THRESHOLD
         hit = np.flatnonzero(hit if all_valid else hit & gt_valid[k])
-        found["dt"].append(search.dt_order[rows[hit]])
+        found["dt"].append(rows[hit])
         found["gt"].append(search.gt_order[k[hit]])
         found["iou"].append(iou[hit])
         if ji_edges:
             edge = np.flatnonzero(mmdet_iou(float32_columns(d_cols), float32_columns(g_cols))
                                   >= JI_IOU_THRESHOLD)
-            found["ji_dt"].append(search.dt_order[rows[edge]])
+            found["ji_dt"].append(rows[edge])
             found["ji_gt"].append(search.gt_order[k[edge]])
 
     def sorted_by_dt_then_gt(dt: list, gt: list, *values: list) -> tuple[np.ndarray, ...]:
