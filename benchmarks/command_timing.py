@@ -2,8 +2,9 @@
 
 Used by benchmarks/eval_crowdhuman.py and benchmarks/eval_citypersons.py. Each run is a new
 process (the `lla` script next to this Python, else ``python -m lla.cli``) with the
-repository first on PYTHONPATH. Its wall time and peak memory (max RSS, from ``wait4``)
-are measured here; its phases come from the ``phase NAME: SECONDS s`` lines that the
+repository first on PYTHONPATH. Its wall time, CPU time (user + system: what the command
+costs when the machine is shared) and peak memory (max RSS), from ``wait4``, are measured
+here; its phases come from the ``phase NAME: SECONDS s`` lines that the
 evaluators log with ``lla -v`` (:mod:`lla.eval.phases`). Start-up (interpreter, imports,
 argument parsing) is the median wall time of the same command with ``--help``. The
 inputs must be generated in another process (see :func:`generate_in_child`): a parent
@@ -37,8 +38,9 @@ def _environment() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + paths))
 
 
-def run_measured(args: list[str]) -> tuple[float, float, str, str]:
-    """(wall seconds, peak memory (max RSS) in MB, stdout, stderr) of one run of ``args``."""
+def run_measured(args: list[str]) -> tuple[float, float, float, str, str]:
+    """(wall seconds, CPU seconds (user + system), peak memory (max RSS) in MB, stdout,
+    stderr) of one run of ``args``."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         process = subprocess.Popen(args, stdout=out, stderr=err, env=_environment())
@@ -50,7 +52,7 @@ def run_measured(args: list[str]) -> tuple[float, float, str, str]:
         stdout, stderr = out.read().decode(), err.read().decode()
     if process.returncode:
         raise RuntimeError(f"{' '.join(args)} failed:\n{stderr[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout, stderr
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stdout, stderr
 
 
 def generate_in_child(script: Path, out_dir: Path, *options: str) -> None:
@@ -86,11 +88,12 @@ def benchmark(name: str, command: list[str], phases: tuple[str, ...], startup: f
     """Run ``command`` (an `lla -v eval ...` call) ``repeat`` times with ``--out
     metrics_file``; print the median wall time, its split into ``phases``, the peak
     memory and the load average; return the metrics of the last run."""
-    walls, rss, phase_runs = [], [], []
+    walls, cpus, rss, phase_runs = [], [], [], []
     load_before = load_text()
     for _ in range(repeat):
-        wall, peak, _, stderr = run_measured(command + ["--out", str(metrics_file)])
+        wall, cpu, peak, _, stderr = run_measured(command + ["--out", str(metrics_file)])
         walls.append(wall)
+        cpus.append(cpu)
         rss.append(peak)
         phase_runs.append(phases_of(stderr))
     load_after = load_text()
@@ -98,7 +101,8 @@ def benchmark(name: str, command: list[str], phases: tuple[str, ...], startup: f
     median = {p: statistics.median(run.get(p, 0.0) for run in phase_runs) for p in names}
     rest = statistics.median(w - startup - sum(run.values()) for w, run in zip(walls, phase_runs))
     print(f"\n{name}: {statistics.median(walls):.2f} s median wall "
-          f"(min {min(walls):.2f}, max {max(walls):.2f}; {repeat} runs), peak memory "
+          f"(min {min(walls):.2f}, max {max(walls):.2f}; {repeat} runs), "
+          f"{statistics.median(cpus):.2f} s median CPU (user + system), peak memory "
           f"{statistics.median(rss):.0f} MB (max {max(rss):.0f} MB); load average "
           f"{load_before} before, {load_after} after")
     parts = [f"start-up {startup:.2f}"] + [f"{p} {median[p]:.2f}" for p in names]

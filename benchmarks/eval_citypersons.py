@@ -9,8 +9,8 @@ duplicates, and background false positives filling a third to all of --dets-per-
 image), then runs the command (the default: MR of the four setups; with ``--coco`` also
 ``--coco``) ``--repeat`` times as a fresh process each (:mod:`command_timing`). Printed: the
 median (min-max) wall time, its split into start-up, parsing, matching (the setup-free
-part: order, top-1000 cut, overlaps), MR (the four setups), COCO and the rest, the peak
-memory and the load average before and after.
+part: order, top-1000 cut, overlaps), MR (the four setups), COCO and the rest, the median
+CPU time (user + system), the peak memory and the load average before and after.
 
 --reference also times the loop-by-loop oracle of the tests (the official algorithm in pure
 Python) and prints the largest difference between the two (expected 0).

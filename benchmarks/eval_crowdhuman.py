@@ -15,8 +15,10 @@ Each configuration of the command (the default: MR, AP, Recall and JI; ``--no-ji
 per configuration: the median (min-max) wall time of the whole command and its split into
 phases: start-up (interpreter, imports, argument parsing), parsing (both files into
 arrays), matching (with JI on, this includes the JI's IoU test, made on the same candidate
-pairs), MR/AP/Recall, JI, COCO and the rest (output, exit); the peak memory (max RSS) of the
-process; the load average before and after (the machine may be shared). ``--reference``
+pairs), MR/AP/Recall, JI, COCO and the rest (output, exit); the median CPU time (user +
+system) and the peak memory (max RSS) of the process; the load average before and after
+(the machine may be shared: on a loaded machine the wall time grows, the CPU time much
+less). ``--reference``
 also runs the literal loop-by-loop reference evaluator of the tests (slow) and compares
 MR/AP/Recall.
 """
