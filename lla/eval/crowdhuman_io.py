@@ -40,7 +40,7 @@ import numbers
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Literal, Sequence, Union
 
 import msgspec
 import numpy as np
@@ -150,7 +150,7 @@ class _CocoDetection(msgspec.Struct, gc=False):
     image_id: int       # other ids (strings) are read the standard way
     bbox: Box
     score: float
-    category_id: int = 1
+    category_id: Literal[1] = 1   # another category is reported the standard way
 
 
 class _OdgtDetectionBox(msgspec.Struct, gc=False):
@@ -546,9 +546,7 @@ def _dt_from_file_typed(raw: bytes, path: Path, gt: GroundTruth, source: str
 def _coco_columns(records: list[_CocoDetection]
                   ) -> tuple[np.ndarray | list, np.ndarray, np.ndarray]:
     """(image ids, (N, 4) boxes, (N,) scores) of typed COCO results, the ids as an int64
-    array when they fit it; DataError when a category_id is not 1."""
-    if not set(map(attrgetter("category_id"), records)) <= {1}:
-        raise DataError(None, "category_id other than 1")
+    array when they fit it."""
     count = len(records)
     boxes = np.fromiter(itertools.chain.from_iterable(map(attrgetter("bbox"), records)),
                         np.float64, count=4 * count).reshape(count, 4)
