@@ -5,11 +5,10 @@ replace the CrowdHuman / CityPersons protocol metrics. Ignore boxes of our datas
 (``ignore == 1``) are passed as ``iscrowd`` regions, so detections on them are neither
 true nor false positives.
 
-faster-coco-eval runs pycocotools' algorithm in C++. On the evaluator tests' inputs and
-on the benchmark sets its AP / AP50 equal pycocotools' to 2e-16
-(``tests/test_eval_coco.py``): pycocotools divides by ``tp + fp + np.spacing(1)`` where
-faster-coco-eval divides by ``tp + fp``, which moves a precision by at most one unit in
-the last place.
+faster-coco-eval runs pycocotools' algorithm in C++. On the evaluator tests' inputs its
+AP / AP50 equal pycocotools' up to the last bit (``tests/test_eval_coco.py`` checks 1e-12):
+pycocotools divides by ``tp + fp + np.spacing(1)`` where faster-coco-eval divides by
+``tp + fp``, which moves a precision by one unit in the last place.
 
 faster-coco-eval is imported lazily: importing this module stays cheap.
 """
