@@ -61,9 +61,10 @@ def build_parser(groups: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # Import only the group that is asked for (keeps `lla data ...` light).
+    # Import only the group that is asked for (keeps `lla data ...` light), none for
+    # `lla --help` (the group list needs no module).
     known = set(COMMAND_GROUPS) | set(TOP_LEVEL_COMMANDS)
-    wanted = [a for a in argv if a in known][:1] or None
+    wanted = [a for a in argv if a in known][:1]
     parser = build_parser(wanted)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

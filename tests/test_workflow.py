@@ -119,7 +119,7 @@ def test_all_tables_dry_run_shows_every_run_once(profile, selection, runs, aar_r
         # 8 GPUs per training job, each trained (and inferred) under torchrun.
         assert "gpu=8, cpus_per_gpu=4" in out
         assert "torchrun --standalone --nproc_per_node=8 -m lla.cli train" in out
-        assert "lla eval crowdhuman" in out and "--no-coco" in out
+        assert "lla eval crowdhuman --gt" in out and "--coco" not in out
         assert "download_crowdhuman" in out
         assert "__seed" not in out
     else:
