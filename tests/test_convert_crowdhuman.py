@@ -249,7 +249,7 @@ def test_failed_conversion_leaves_no_output(root: Path, tmp_path: Path):
 def test_cli_converts(root: Path, tmp_path: Path):
     out = tmp_path / "out"
     assert main(["data", "convert", "crowdhuman", "--root", str(root), "--out-dir", str(out),
-                 "--splits", "val"]) == 0
+                 "--split", "val"]) == 0
     data = json.loads((out / "val.json").read_text())
     assert len(data["annotations"]) == len(EXPECTED_VAL_ANNOTATIONS)
     assert not (out / "train.json").exists()

@@ -316,6 +316,6 @@ def test_cli_registers_train_and_infer():
 
     parser = build_parser(["train"])
     args = parser.parse_args(["train", "--experiment", "x", "--resume", "never"])
-    assert args.resume == "never" and args.func.__module__ == "lla.engine.train"
+    assert args.resume == "never" and args.func == "lla.engine.train:run"
     args = build_parser(["infer"]).parse_args(["infer", "--checkpoint", "c.pt", "--out", "d.json"])
-    assert args.split == "val" and args.func.__module__ == "lla.engine.infer"
+    assert args.split == "val" and args.func == "lla.engine.infer:run"

@@ -302,5 +302,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(pairs with IoU > 0.3 ... 0.9 per image), a visibility histogram and "
                     "full-box height quantiles of a CrowdHuman .odgt or a converted .json.")
     p.add_argument("--gt", required=True, type=Path, help=".odgt or converted .json file")
-    p.add_argument("--out", type=Path, help="also write the statistics to this JSON file")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="also write the statistics to this JSON file")
     p.set_defaults(func=run_stats)

@@ -147,27 +147,6 @@ def images_and_categories(json_path: Path, num_classes: int
     return images, category_names
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "infer", help="run a trained checkpoint over a split and write detections",
-        description="Detections of a checkpoint on one split: a COCO results json and "
-                    "optionally the CrowdHuman detection odgt. Works under torchrun.")
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="model_final.pt or a training checkpoint")
-    parser.add_argument("--split", default="val", help="split of the experiment's dataset (val)")
-    parser.add_argument("--out", type=Path, required=True, help="COCO results json to write")
-    parser.add_argument("--odgt-out", type=Path, help="also write the CrowdHuman detection odgt")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the checkpoint's)")
-    parser.add_argument("--data", type=Path, help="a converted dataset json instead of the split's")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--images-per-device", type=int,
-                        help="batch size per process (default: train.infer_images_per_device)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
     info = setup_distributed(args.device)
     try:

@@ -761,7 +761,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="dataset json (lla data convert output or official val_gt.json)")
     parser.add_argument("--dt", required=True, type=Path,
                         help="detections: COCO results list json")
-    parser.add_argument("--out", type=Path, help="write the metrics json here (atomically)")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the metrics json here (atomically)")
     parser.add_argument("--coco", action=argparse.BooleanOptionalAction, default=False,
                         help="coco_AP / coco_AP50 through faster-coco-eval (default: off; "
                              "it adds about 0.6 s on CityPersons val)")

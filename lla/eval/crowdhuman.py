@@ -178,7 +178,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dt", required=True, type=Path,
                         help="detections: COCO results json, or a CrowdHuman detection .odgt "
                              "(or a JSON list of its records)")
-    parser.add_argument("--out", type=Path, help="write the metrics json here (atomically)")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="write the metrics json here (atomically)")
     parser.add_argument("--ji", action=argparse.BooleanOptionalAction, default=True,
                         help="the Jaccard index (default: on; it adds about 0.5 s on "
                              "CrowdHuman val)")

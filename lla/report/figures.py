@@ -1,7 +1,7 @@
 """`lla report figure`: the paper's Figures 1-5 as PNGs, from the pipeline's analysis files.
 
-    lla report figure fig1 --profile mini --results results/mini --out results/mini/figures/fig1.png
-    lla report figure fig3 --profile mini --out .../fig3.png --csv .../fig3_levels.csv
+    lla report figure fig1 --profile mini     # -> results/mini/figures/fig1.png
+    lla report figure fig3 --profile mini --results DIR --out DIR/fig3.png   # + fig3_levels.csv
 
 Which experiments feed which figure, the image counts and thresholds live in params.yaml
 (``figures``, per profile); this module knows where each input file is
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from lla import layout
+from lla import layout, options
 from lla.analysis.fpn_levels import NO_LEVEL
 from lla.analysis.positives import FINAL, box_iou, dominant_level, most_crowded_images
 from lla.config import DEFAULT_PARAMS, load_params, section, selected_profile
@@ -524,21 +524,14 @@ def predictions_figure(inputs: Sequence[Path], labels: Sequence[str], settings: 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "figure", help="render one of the paper's figures (fig1 ... fig5) as a PNG",
-        description="Draw a figure from the analysis files of params.yaml's `figures` block.")
+        "figure", parents=[options.SETTINGS, options.RESULTS],
+        help="render one of the paper's figures (fig1 ... fig5) as a PNG",
+        description="Draw a figure from the analysis files of params.yaml's `figures` block. "
+                    "fig3 also writes its per-level GT counts beside the PNG, as "
+                    "<stem>_levels.csv.")
     parser.add_argument("name", choices=FIGURES, help="which figure")
-    parser.add_argument("--profile", help="the profile the results belong to "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--results", type=Path,
-                        help="results directory holding figure_data/ and detections/ "
-                             "(default: results/<profile>)")
-    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--csv", type=Path, help="fig3: the per-level GT counts csv to write "
-                                                 "(default: <out stem>_levels.csv)")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
+    options.add_out(parser, "PNG to write", default="results/<profile>/figures/<name>.png")
     parser.set_defaults(func=run)
-
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
@@ -551,15 +544,15 @@ def run(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise DataError(path, f"input of {args.name} not found")
     names, labels = list(experiments), list(experiments.values())
+    out = args.out or layout.results(profile).figure(args.name)
     if args.name in ("fig1", "fig2"):
-        positives_figure(args.name, inputs, labels, settings, profile, args.out)
+        positives_figure(args.name, inputs, labels, settings, profile, out)
     elif args.name == "fig3":
-        csv_out = args.csv or args.out.with_name(f"{args.out.stem}_levels.csv")
-        levels_figure(inputs, names, labels, settings, profile, args.out, csv_out)
+        levels_figure(inputs, names, labels, settings, profile, out, layout.figure_csv_of(out))
     elif args.name == "fig4":
-        evolution_figure(inputs, labels, settings, profile, args.out)
+        evolution_figure(inputs, labels, settings, profile, out)
     else:
         predictions_figure(inputs, labels, settings, profile,
-                           Path(figure_data(params, profile, "fig5")[0]), args.out)
-    logger.info("%s -> %s", args.name, args.out)
+                           Path(figure_data(params, profile, "fig5")[0]), out)
+    logger.info("%s -> %s", args.name, out)
     return 0

@@ -135,9 +135,7 @@ def all_table_outputs(profile):
 
 def table_runs(profile):
     """Every run (run id) the tables read, each once, in table order."""
-    experiments = dict.fromkeys(e for table in TABLES
-                                for e in lla_tables.table_experiments(config, table))
-    return [run for experiment in experiments for run in lla_runs.run_ids(config, experiment, profile)]
+    return lla_tables.table_runs(config, profile)
 
 
 def visible_outputs(profile):

@@ -20,7 +20,7 @@ rule synth_data:
         CONDA_ENV
     shell:
         "lla data synth --profile {wildcards.profile} --workers {threads}"
-        " --out {params.out_dir} > {log} 2>&1"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 # One download rule per dataset. Downloads run where Snakemake runs (a cluster's login

@@ -30,6 +30,6 @@ rule train:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --experiment {wildcards.experiment}"
-        " --profile {wildcards.profile} --data {input.train} --out {params.out_dir}"
+        " --profile {wildcards.profile} --data {input.train} --out-dir {params.out_dir}"
         " --infer-out {output.detections} --infer-data {input.val} --on-diverge record"
         " > {log} 2>&1"
