@@ -4,6 +4,7 @@ without heavy imports (the time itself is printed by benchmarks/cli_startup.py).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 
 import lla
 from lla import cli
+from lla.console import progress
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,3 +124,20 @@ def test_parsers_import_no_torch():
     """Every command's options, train's and infer's included, are known without torch."""
     modules = _imported_modules("import lla.cli\nlla.cli.build_parser()")
     assert "torch" not in modules and "matplotlib" not in modules
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("stream, enabled, shown", [(io.StringIO(), True, False),
+                                                    (Terminal(), True, True),
+                                                    (Terminal(), False, False)])
+def test_progress_bars_only_on_a_terminal(monkeypatch, stream, enabled, shown):
+    monkeypatch.setattr(sys, "stderr", stream)
+    assert list(progress(range(3), desc="generating", enabled=enabled)) == [0, 1, 2]
+    with progress(total=4, desc="inferring", enabled=enabled) as bar:
+        bar.update(4)
+    text = stream.getvalue()
+    assert ("generating" in text and "inferring" in text) is shown

@@ -28,6 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 from lla import layout, options
 from lla.config import DEFAULT_PARAMS, load_params, section, selected_profile
+from lla.console import progress
 from lla.diverged import checkpoint_divergence, pass_on_checkpoint_divergence
 from lla.errors import DataError
 from lla.io import atomic_write_json
@@ -95,7 +96,7 @@ def assigned_images(model: Any, dataset: Any, indices: Sequence[int], *, batch_s
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                         collate_fn=PadCollate(size_divisibility))
     position = 0
-    with torch.no_grad():
+    with torch.no_grad(), progress(total=len(indices), desc="analyze", unit="img") as bar:
         for batch in loader:
             images, targets = model_inputs(batch, torch.device("cpu"))
             _, diagnostics = model.compute_losses(images, targets, return_assignments=True)
@@ -104,6 +105,7 @@ def assigned_images(model: Any, dataset: Any, indices: Sequence[int], *, batch_s
                                     assignment=diagnostics.assignments[k],
                                     gt=diagnostics.targets[k], anchors=diagnostics.anchors)
             position += len(batch.targets)
+            bar.update(len(batch.targets))
 
 
 def analyse_checkpoint(state: dict[str, Any], dataset: Any, indices: Sequence[int],

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from lla import layout, options
+from lla.console import progress
 from lla.data import registry
 from lla.errors import DataError
 
@@ -753,9 +754,11 @@ def generate(settings: SynthSettings, out_dir: str | Path, workers: int | None =
                 work = functools.partial(generate_one, settings, root)
                 if pool is not None:
                     chunk = max(1, min(16, len(jobs) // (4 * workers)))
-                    records = pool.map(work, jobs, chunksize=chunk)   # results in job order
+                    done = pool.imap(work, jobs, chunksize=chunk)   # results in job order
                 else:
-                    records = [work(job) for job in jobs]
+                    done = map(work, jobs)
+                records = list(progress(done, total=len(jobs), desc=f"synth {flavour} {split}",
+                                        unit="img"))
                 if flavour == "crowdhuman":
                     atomic_write_text(root / f"annotation_{split}.odgt",
                                       "".join(json.dumps(r) + "\n" for r in records))

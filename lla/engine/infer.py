@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from lla import layout
 from lla.config import DEFAULT_PARAMS, load_params, section
+from lla.console import progress
 from lla.data.dataset import CrowdDataset, PadCollate
 from lla.data.sampler import aspect_ratio_groups
 from lla.diverged import checkpoint_divergence, write_diverged_detections
@@ -84,19 +85,25 @@ def image_detections(index: int, target: dict[str, Any],
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: CrowdDataset, batches: list[list[int]], *,
                     device: torch.device, num_workers: int, size_divisible: int,
-                    amp: Amp = FULL_PRECISION) -> list[dict[str, Any]]:
+                    amp: Amp = FULL_PRECISION, show_progress: bool = True
+                    ) -> list[dict[str, Any]]:
     """Detections of the images in ``batches`` (see :func:`image_detections`), batch order;
-    ``amp``: the precision of the forward passes."""
+    ``amp``: the precision of the forward passes; ``show_progress``: a bar on a terminal."""
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollate(size_divisible),
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     model.eval()
     results = []
-    for indices, batch in zip(batches, loader):
-        images, _ = model_inputs(batch, device)
-        with amp.autocast(device):
-            outputs = model(images, original_sizes=[t["orig_size"].tolist() for t in batch.targets],
-                            scales=[t["scale"].tolist() for t in batch.targets])
-        results.extend(image_detections(i, t, o) for i, t, o in zip(indices, batch.targets, outputs))
+    with progress(total=sum(len(b) for b in batches), desc="infer", unit="img",
+                  enabled=show_progress) as bar:
+        for indices, batch in zip(batches, loader):
+            images, _ = model_inputs(batch, device)
+            with amp.autocast(device):
+                outputs = model(images,
+                                original_sizes=[t["orig_size"].tolist() for t in batch.targets],
+                                scales=[t["scale"].tolist() for t in batch.targets])
+            results.extend(image_detections(i, t, o)
+                           for i, t, o in zip(indices, batch.targets, outputs))
+            bar.update(len(indices))
     return results
 
 
@@ -198,7 +205,8 @@ def infer(checkpoint: Path, out: Path, *, info: DistInfo, split: str = "val",
     mine = predict_dataset(model, dataset, batches, device=info.device,
                            num_workers=int(exp.train["num_workers"]),
                            size_divisible=int(exp.model["input"]["size_divisibility"]),
-                           amp=Amp.from_train_settings(exp.train, info.device))
+                           amp=Amp.from_train_settings(exp.train, info.device),
+                           show_progress=info.is_main)
     gathered = all_gather_objects(mine, info)
     if info.is_main:
         detections = sorted((d for part in gathered for d in part), key=lambda d: d["index"])
