@@ -45,7 +45,8 @@ from lla.data.sampler import aspect_ratio_groups
 from lla.diverged import checkpoint_divergence, write_diverged_detections
 from lla.engine import checkpoint as ckpt
 from lla.engine.distributed import (DistInfo, all_gather_objects, cleanup_distributed,
-                                    setup_distributed)
+                                    pick_device, setup_distributed)
+from lla.engine.experiment import Experiment
 from lla.engine.model import FULL_PRECISION, Amp, load_model, model_inputs
 from lla.errors import DataError
 from lla.io import atomic_write_json, atomic_write_text, read_json
@@ -105,6 +106,46 @@ def predict_dataset(model: torch.nn.Module, dataset: CrowdDataset, batches: list
                            for i, t, o in zip(indices, batch.targets, outputs))
             bar.update(len(indices))
     return results
+
+
+def predict_grouped(model: torch.nn.Module, exp: Experiment, dataset: CrowdDataset,
+                    input_cfg: dict[str, Any], images_per_device: int | None,
+                    info: DistInfo) -> list[dict[str, Any]]:
+    """This rank's share of the detections of ``dataset`` (:func:`predict_dataset`), in
+    aspect-ratio-grouped batches of ``images_per_device`` images (None: the experiment's
+    ``train.infer_images_per_device``), with the experiment's workers and precision."""
+    batch_size = images_per_device or int(exp.train["infer_images_per_device"])
+    groups = aspect_ratio_groups(dataset.aspect_ratios(), input_cfg["aspect_ratio_bins"])
+    batches = inference_batches(groups, batch_size, rank=info.rank, world_size=info.world_size)
+    return predict_dataset(model, dataset, batches, device=info.device,
+                           num_workers=int(exp.train["num_workers"]),
+                           size_divisible=int(exp.model["input"]["size_divisibility"]),
+                           amp=Amp.from_train_settings(exp.train, info.device),
+                           show_progress=info.is_main)
+
+
+def detect_images(checkpoint: Path, images: Sequence[Path], *, device: str = "auto",
+                  images_per_device: int | None = None, source: Path | None = None
+                  ) -> tuple[str, list[dict[str, Any]]]:
+    """The detections of ``checkpoint`` on image files, one process (``lla detect``).
+
+    The images are resized with the checkpoint's own input settings. Returns the
+    checkpoint's experiment name and one dict per image, in ``images`` order
+    (:func:`image_detections`: boxes (D, 4) xywh in the image's pixels, scores (D,),
+    labels (D,), by decreasing score). A checkpoint that is not one,
+    or whose run diverged, and a file that is not an image are :class:`DataError`s;
+    ``source`` names the images' folder in messages.
+    """
+    state = ckpt.load_checkpoint(checkpoint)
+    record = checkpoint_divergence(state)
+    if record is not None:
+        raise DataError(checkpoint, f"the run diverged at iteration {record.get('iteration')} "
+                                    "(non-finite loss): no model to detect with")
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=pick_device(device))
+    model, exp = load_model(state, info.device)
+    dataset = CrowdDataset.from_images(images, exp.input, source=source or Path("."))
+    detections = predict_grouped(model, exp, dataset, exp.input, images_per_device, info)
+    return exp.name, sorted(detections, key=lambda d: d["index"])
 
 
 def coco_results(detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -198,15 +239,8 @@ def infer(checkpoint: Path, out: Path, *, info: DistInfo, split: str = "val",
     json_path = data or layout.converted_json(load_params(params), profile, exp.dataset, split)
     dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
     images, category_names = images_and_categories(json_path, int(exp.model["num_classes"]))
-    batch_size = images_per_device or int(exp.train["infer_images_per_device"])
-    groups = aspect_ratio_groups(dataset.aspect_ratios(), input_cfg["aspect_ratio_bins"])
-    batches = inference_batches(groups, batch_size, rank=info.rank, world_size=info.world_size)
     start = time.perf_counter()
-    mine = predict_dataset(model, dataset, batches, device=info.device,
-                           num_workers=int(exp.train["num_workers"]),
-                           size_divisible=int(exp.model["input"]["size_divisibility"]),
-                           amp=Amp.from_train_settings(exp.train, info.device),
-                           show_progress=info.is_main)
+    mine = predict_grouped(model, exp, dataset, input_cfg, images_per_device, info)
     gathered = all_gather_objects(mine, info)
     if info.is_main:
         detections = sorted((d for part in gathered for d in part), key=lambda d: d["index"])
