@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from lla import layout, options
-from lla.config import DEFAULT_PARAMS, load_params, section, selected_profile
+from lla.config import load_params, section, selected_profile
 from lla.console import progress
 from lla.diverged import checkpoint_divergence, pass_on_checkpoint_divergence
 from lla.errors import DataError
