@@ -37,9 +37,11 @@ include: "workflow/rules/figures.smk"
 
 
 rule data:
-    """Every converted dataset json (train and val) the selected profile uses."""
+    """Every converted dataset json (train and val) the selected profile uses, and the data
+    manifest listing them and the raw files with their hashes."""
     input:
-        converted_jsons(),
+        converted_jsons(PROFILE),
+        str(layout.results(PROFILE).data_manifest),
     default_target: True
 
 
@@ -50,9 +52,10 @@ rule all_tables:
 
 
 rule all:
-    """Everything: Tables 1-7, Figures 1-5, the paper report (reports/<profile>/) and the
-    training curves (results/<profile>/curves/, DVC plots)."""
+    """Everything: Tables 1-7, Figures 1-5, the paper report (reports/<profile>/), the
+    training curves (results/<profile>/curves/, DVC plots) and the data manifest."""
     input:
+        rules.data.input,
         rules.all_tables.input,
         rules.all_figures.input,
         rules.report.input,

@@ -8,6 +8,7 @@ where its reader looks for it. Paths are relative to the directory the pipeline 
     <data_root>/synthcrowd/<profile>/<dataset>/    synthcrowd in that dataset's layout
     <dataset root>/converted/<split>.json          the converted dataset json (lla data convert)
     runs/<profile>/<run>/model_final.pt            a trained run (lla train)
+    results/<profile>/data_manifest.json           the profile's data files, hashed (lla data manifest)
     results/<profile>/detections/<run>.json        detections on val (lla train --infer-out)
     results/<profile>/metrics/<run>.json           lla eval
     results/<profile>/analysis/<kind>_<run>.json   lla analyze aar | visible
@@ -111,6 +112,11 @@ class Results:
     figures_dir = _folder("figures")
     tables_dir = _folder("tables")
     curves_dir = _folder("curves")
+
+    @property
+    def data_manifest(self) -> Path:
+        """The data files the results were computed from, with hashes (lla data manifest)."""
+        return self.root / "data_manifest.json"
 
     def detections(self, run: str) -> Path:
         """COCO results json of a run's final model on the validation split."""

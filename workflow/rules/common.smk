@@ -36,10 +36,10 @@ wildcard_constraints:
 
 # --- data ------------------------------------------------------------------------------
 
-def converted_jsons(datasets=registry.names()):
-    """The converted jsons (train and val) of the selected profile's datasets."""
-    return [str(layout.converted_json(config, PROFILE, dataset, split))
-            for dataset in datasets for split in SPLITS]
+def converted_jsons(profile):
+    """The converted jsons (train and val) of every dataset of ``profile``."""
+    return [str(layout.converted_json(config, profile, dataset, split))
+            for dataset in registry.names() for split in SPLITS]
 
 
 def annotation_root(dataset):

@@ -60,3 +60,21 @@ rule convert_data:
     shell:
         "lla data convert {params.dataset} --root {wildcards.root}"
         " --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule data_manifest:
+    """The profile's raw and converted data files with sizes and sha256 (git and DVC version it)."""
+    input:
+        lambda wc: converted_jsons(wc.profile),
+    output:
+        str(RESULTS.data_manifest),
+    log:
+        layout.log("{profile}", "data_manifest"),
+    params:
+        data_root=str(layout.data_root(config)),  # as Snakemake's config has it (--config data_root=...)
+    localrule: True
+    conda:
+        CONDA_ENV
+    shell:
+        "lla data manifest --profile {wildcards.profile} --data-root {params.data_root}"
+        " --out {output} > {log} 2>&1"
