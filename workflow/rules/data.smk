@@ -24,7 +24,10 @@ rule synth_data:
 
 
 # One download rule per dataset. Downloads run where Snakemake runs (a cluster's login
-# node: compute nodes are often offline), not as Slurm jobs.
+# node: compute nodes are often offline), not as Slurm jobs. The command retries transfers
+# itself; what it cannot fetch needs a person (a file placed by hand, which its message names),
+# so Snakemake does not retry it (`retries: 0` overrides a profile's `retries`) and the message
+# reaches the console through the failed job's log (`show-failed-logs` in both profiles).
 for _dataset in registry.names():
 
     rule:
@@ -38,6 +41,7 @@ for _dataset in registry.names():
             dataset=_dataset,
             root=annotation_root(_dataset),
         localrule: True
+        retries: 0
         conda:
             CONDA_ENV
         shell:

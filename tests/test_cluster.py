@@ -1,0 +1,154 @@
+"""The cluster path outside Slurm itself: jobs find `lla` without an activated environment,
+a step that needs a person fails once with its message on the console, and empty Slurm site
+settings are named once.
+
+(tests/test_slurm.py runs the micro tables through a real Slurm.)"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lla import cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SNAKEMAKE = BIN / "snakemake"
+PIPELINE = ("Snakefile", "params.yaml", "workflow", "local", "slurm")
+WARNING = re.compile(r"^warning: (.*): Slurm site settings left empty: (.*) \(sbatch", re.M)
+
+
+def _pipeline_copy(tmp_path: Path) -> Path:
+    work = tmp_path / "repo"
+    for name in PIPELINE:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, work / name)
+        else:
+            work.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / name)
+    return work
+
+
+def _unactivated_environment(**extra: str) -> dict[str, str]:
+    """The environment of a shell where the venv is not activated: its bin is not on PATH."""
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep)
+                                  if p and Path(p).resolve() != BIN.resolve())
+    env.update(extra)
+    return env
+
+
+def _snakemake(work: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 300):
+    """`.venv/bin/snakemake ARGS` by its path, as a user who did not activate the venv."""
+    return subprocess.run([str(SNAKEMAKE), *args], cwd=work, env=env or _unactivated_environment(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ----------------------------------------------------------------- unit
+
+def test_the_python_running_snakemake_comes_first_on_the_jobs_path():
+    environ = {"PATH": "/usr/bin:/bin"}
+    cluster.put_python_bin_first_on_path(environ, "/opt/venv/bin/python")
+    assert environ["PATH"] == "/opt/venv/bin:/usr/bin:/bin"
+    cluster.put_python_bin_first_on_path(environ, "/opt/venv/bin/python")   # not twice
+    assert environ["PATH"] == "/opt/venv/bin:/usr/bin:/bin"
+    empty = {}
+    cluster.put_python_bin_first_on_path(empty, "/opt/venv/bin/python3.11")
+    assert empty == {"PATH": "/opt/venv/bin"}
+
+
+def test_empty_site_settings_are_named_by_their_key_paths():
+    defaults = {"mem_mb": 4000, "slurm_partition": "", "slurm_account": "proj", "runtime": 60}
+    overrides = {"train": {"slurm_partition": "gpu", "gpu_model": ""},
+                 "analyze_aar": {"slurm_partition": "''", "gpu_model": "a100"}}
+    assert cluster.empty_site_settings(defaults, overrides) == [
+        "default-resources.slurm_partition", "set-resources.train.gpu_model",
+        "set-resources.analyze_aar.slurm_partition"]
+    assert cluster.empty_site_settings({"slurm_partition": "cpu", "slurm_account": "p"},
+                                       {"train": {"gpu_model": "a100"}}) == []
+    assert cluster.empty_site_settings({"mem_mb": 1}, {}) == []   # no site keys: not Slurm
+    text = cluster.site_settings_warning(["default-resources.slurm_account"], ["slurm/config.yaml"])
+    assert text.startswith("warning: slurm/config.yaml: Slurm site settings left empty: "
+                           "default-resources.slurm_account (")
+
+
+def test_profile_files_are_found_as_snakemake_finds_them(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert cluster.profile_files(["all_tables", "--profile", "slurm", "-n"]) == ["slurm/config.yaml"]
+    assert cluster.profile_files(["--profile=local"]) == ["local/config.yaml"]
+    assert cluster.profile_files([], {"SNAKEMAKE_PROFILE": "slurm"}) == ["slurm/config.yaml"]
+    assert cluster.profile_files(["--profile", "nowhere"]) == ["nowhere"]
+
+
+# ----------------------------------------------------------------- dry runs
+
+def test_empty_site_settings_warn_once_in_the_dry_run(tmp_path):
+    work = _pipeline_copy(tmp_path)
+    result = _snakemake(work, "-n", "all_tables", "--profile", "slurm")
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = WARNING.findall(result.stderr)
+    assert warnings == [("slurm/config.yaml",
+                         "default-resources.slurm_partition, default-resources.slurm_account, "
+                         "set-resources.train.slurm_partition, set-resources.train.gpu_model, "
+                         "set-resources.analyze_aar.slurm_partition, "
+                         "set-resources.analyze_aar.gpu_model")]
+    # set for a site: silent
+    profile = work / "slurm" / "config.yaml"
+    text = profile.read_text()
+    for key, value in (("slurm_partition", "cpu"), ("slurm_account", "lla"),
+                       ("gpu_model", "a100")):
+        text = re.sub(rf'^(\s*{key}: )""', rf'\g<1>"{value}"', text, count=1, flags=re.M)
+    text = text.replace('slurm_partition: ""', 'slurm_partition: "gpu"')
+    profile.write_text(text)
+    assert '""' not in text
+    result = _snakemake(work, "-n", "all_tables", "--profile", "slurm")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "site settings" not in result.stderr
+    # the local profile names no Slurm settings
+    result = _snakemake(work, "-n", "all_tables", "--profile", "local", "--config", "profile=micro")
+    assert result.returncode == 0 and "site settings" not in result.stderr
+
+
+# ----------------------------------------------------------------- steps that need a person
+
+def _ran_once(result, rule: str) -> None:
+    console = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "command not found" not in console       # the venv's lla, though not activated
+    assert console.count(f"Error in rule {rule}:") == 1, console[-3000:]
+    assert "Trying to restart" not in console
+
+
+def test_a_download_that_needs_a_person_fails_once_with_its_message(tmp_path):
+    work = _pipeline_copy(tmp_path)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    # CityPersons without the annotations' URLs (no network in tests): the Cityscapes zip,
+    # which needs a login, and the annotations are left for a person to place.
+    for entry in params["citypersons"]["download"]["files"]:
+        entry["urls"] = []
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # the slurm profile retries failed jobs twice: `--retries 2` here
+    result = _snakemake(work, "download_citypersons", "--profile", "local", "--retries", "2")
+    _ran_once(result, "download_citypersons")
+    console = result.stdout + result.stderr
+    root = (work / "data" / "citypersons").resolve()
+    assert ("3 file(s) of citypersons could not be downloaded. Put each one into the directory "
+            "shown, then rerun `lla data download citypersons --root data/citypersons`") in console
+    assert f"  into {root}/\n    leftImg8bit_trainvaltest.zip  (md5 0a6e97e94b616a514066c9e2adb0c97f)" \
+           "\n      how to get it: needs a (free) Cityscapes account" in console
+    assert f"  into {root}/annotations/\n    anno_train.mat\n" in console
