@@ -18,9 +18,9 @@ from lla.errors import DataError
 
 # group name -> (help text, modules that each register one or more commands)
 COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "data": ("datasets: generate synthcrowd, download, convert, statistics",
+    "data": ("datasets: generate synthcrowd, download, convert, statistics; ImageNet weights",
              ("lla.data.synthcrowd", "lla.data.download", "lla.data.convert",
-              "lla.data.stats")),
+              "lla.data.stats", "lla.data.weights")),
     "eval": ("evaluate detections: CrowdHuman MR/AP/Recall, CityPersons MR",
              tuple(spec.evaluator for spec in registry.DATASETS.values())),
     "analyze": ("analyses of trained models: AAR (Table 5), FPN levels, positives",

@@ -1,6 +1,6 @@
 """The cluster path outside Slurm itself: jobs find `lla` without an activated environment,
-a step that needs a person fails once with its message on the console, and empty Slurm site
-settings are named once.
+a step that needs a person fails once with its message on the console, the ImageNet weights
+are a local step before training, and empty Slurm site settings are named once.
 
 (tests/test_slurm.py runs the micro tables through a real Slurm.)"""
 
@@ -124,6 +124,27 @@ def test_empty_site_settings_warn_once_in_the_dry_run(tmp_path):
     assert result.returncode == 0 and "site settings" not in result.stderr
 
 
+def test_imagenet_weights_are_a_local_step_before_training_in_the_paper_profiles(tmp_path):
+    work = _pipeline_copy(tmp_path)
+    for profile in ("paper", "official_code"):
+        result = _snakemake(work, "-n", "all_tables", "--config", f"profile={profile}")
+        assert result.returncode == 0, result.stderr[-3000:]
+        out = result.stdout
+        for backbone, file in (("resnet50", "resnet50-0676ba61.pth"),
+                               ("resnet101", "resnet101-63fe2227.pth")):
+            job = out.split(f"rule imagenet_weights_{backbone}:\n", 1)[1].split("\n[", 1)[0]
+            assert f"    output: data/pretrained/{file}\n" in job
+        trains = re.findall(r"rule train:\n    input: (.*)\n    output: runs/\w+/(\w+)/", out)
+        assert len(trains) == 42
+        for inputs, run in trains:
+            backbone = "resnet101-63fe2227" if run.endswith("_r101") else "resnet50-0676ba61"
+            assert inputs.endswith(f", data/pretrained/{backbone}.pth"), (run, inputs)
+    # mini and micro train from scratch: no weights, no such job
+    result = _snakemake(work, "-n", "all_tables", "--config", "profile=micro")
+    assert result.returncode == 0
+    assert "rule imagenet_weights" not in result.stdout and "data/pretrained" not in result.stdout
+
+
 # ----------------------------------------------------------------- steps that need a person
 
 def _ran_once(result, rule: str) -> None:
@@ -152,3 +173,20 @@ def test_a_download_that_needs_a_person_fails_once_with_its_message(tmp_path):
     assert f"  into {root}/\n    leftImg8bit_trainvaltest.zip  (md5 0a6e97e94b616a514066c9e2adb0c97f)" \
            "\n      how to get it: needs a (free) Cityscapes account" in console
     assert f"  into {root}/annotations/\n    anno_train.mat\n" in console
+
+
+def test_imagenet_weights_offline_fail_once_with_the_file_and_where_to_put_it(tmp_path):
+    work = _pipeline_copy(tmp_path)
+    proxy = f"http://127.0.0.1:{_closed_port()}"   # offline: every https request is refused
+    env = _unactivated_environment(https_proxy=proxy, HTTPS_PROXY=proxy, no_proxy="", NO_PROXY="")
+    result = _snakemake(work, "data/pretrained/resnet101-63fe2227.pth", "--profile", "local",
+                        "--retries", "2", "--config", "profile=paper", env=env)
+    _ran_once(result, "imagenet_weights_resnet101")
+    console = result.stdout + result.stderr
+    where = (work / "data" / "pretrained").resolve()
+    assert ("1 file(s) of the ImageNet backbone weights could not be downloaded. Put each one "
+            "into the directory shown, then rerun `lla data weights resnet101 --out-dir "
+            "data/pretrained`") in console
+    assert f"  into {where}/\n    resnet101-63fe2227.pth  (sha256_prefix 63fe2227)\n" \
+           "      how to get it: torchvision's ResNet-101 ImageNet weights (IMAGENET1K_V1); on a " \
+           "machine online: wget https://download.pytorch.org/models/resnet101-63fe2227.pth" in console
