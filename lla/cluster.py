@@ -83,9 +83,35 @@ def profile_files(argv: Sequence[str], environ: Mapping[str, str] = os.environ) 
     return files
 
 
+def grouped_key_paths(paths: Sequence[str]) -> list[str]:
+    """Key paths with the rules of ``set-resources`` grouped per key:
+    ``set-resources.train.gpu_model`` and ``set-resources.analyze_aar.gpu_model`` give
+    ``set-resources.{train,analyze_aar}.gpu_model`` (where the first of them was); other paths
+    are kept as they are."""
+    rules: dict[str, list[str]] = {}
+    order: list[str | tuple[str]] = []   # a path, or (key,) for the group of a key
+    for path in paths:
+        parts = path.split(".")
+        if parts[0] != "set-resources" or len(parts) != 3:
+            order.append(path)
+            continue
+        rule, key = parts[1], parts[2]
+        if key not in rules:
+            rules[key] = []
+            order.append((key,))
+        rules[key].append(rule)
+
+    def group(key: str) -> str:
+        names = rules[key]
+        return f"set-resources.{names[0] if len(names) == 1 else '{' + ','.join(names) + '}'}.{key}"
+
+    return [item if isinstance(item, str) else group(item[0]) for item in order]
+
+
 def site_settings_warning(empty: Sequence[str], files: Sequence[str]) -> str:
     """One warning line for the ``empty`` settings (:func:`empty_site_settings`) of ``files``."""
     where = ", ".join(files) or "the Snakemake profile"
-    return (f"warning: {where}: Slurm site settings left empty: {', '.join(empty)} (sbatch "
+    return (f"warning: {where}: Slurm site settings left empty: "
+            f"{', '.join(grouped_key_paths(empty))} (sbatch "
             "then uses the cluster's default partition, a guessed account and any GPU type); "
             "set them for your cluster (docs/cluster.md)")

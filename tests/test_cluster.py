@@ -85,6 +85,30 @@ def test_empty_site_settings_are_named_by_their_key_paths():
     text = cluster.site_settings_warning(["default-resources.slurm_account"], ["slurm/config.yaml"])
     assert text.startswith("warning: slurm/config.yaml: Slurm site settings left empty: "
                            "default-resources.slurm_account (")
+    assert cluster.grouped_key_paths([
+        "default-resources.slurm_partition", "set-resources.train.slurm_partition",
+        "set-resources.train.gpu_model", "set-resources.aar.slurm_partition",
+        "default-resources.slurm_account", "set-resources.aar.gpu_model",
+        "set-resources.levels.gpu_model"]) == [
+        "default-resources.slurm_partition", "set-resources.{train,aar}.slurm_partition",
+        "set-resources.{train,aar,levels}.gpu_model", "default-resources.slurm_account"]
+    assert cluster.grouped_key_paths(["set-resources.train.gpu_model"]) == [
+        "set-resources.train.gpu_model"]
+
+
+def test_every_rule_with_job_resources_gets_the_gpu_site_settings():
+    # the rules whose resources come from params.yaml `resources` (GPU jobs in paper) must
+    # all be named under the slurm profile's set-resources, or they miss the GPU partition
+    rules = set()
+    for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+            if "job_resources(" in block:
+                rules.add(block.split(":", 1)[0])
+    profile = yaml.safe_load((ROOT / "slurm" / "config.yaml").read_text())
+    assert rules >= {"train", "analyze_aar"}
+    assert set(profile["set-resources"]) == rules
+    for rule in rules:
+        assert set(profile["set-resources"][rule]) == {"slurm_partition", "gpu_model"}
 
 
 def test_profile_files_are_found_as_snakemake_finds_them(monkeypatch):
@@ -102,11 +126,11 @@ def test_empty_site_settings_warn_once_in_the_dry_run(tmp_path):
     result = _snakemake(work, "-n", "all_tables", "--profile", "slurm")
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = WARNING.findall(result.stderr)
+    gpu_jobs = "{train,analyze_aar,analyze_visible,analyze_positives,analyze_levels}"
     assert warnings == [("slurm/config.yaml",
                          "default-resources.slurm_partition, default-resources.slurm_account, "
-                         "set-resources.train.slurm_partition, set-resources.train.gpu_model, "
-                         "set-resources.analyze_aar.slurm_partition, "
-                         "set-resources.analyze_aar.gpu_model")]
+                         f"set-resources.{gpu_jobs}.slurm_partition, "
+                         f"set-resources.{gpu_jobs}.gpu_model")]
     # set for a site: silent
     profile = work / "slurm" / "config.yaml"
     text = profile.read_text()
