@@ -34,9 +34,9 @@ EXIT_BAD_INPUT = 2
 
 # group name -> (help text, modules that each register one or more commands)
 COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "data": ("datasets: generate synthcrowd, download, convert, statistics, manifest",
+    "data": ("datasets: generate synthcrowd, download, convert, statistics, manifest; ImageNet weights",
              ("lla.data.synthcrowd", "lla.data.download", "lla.data.convert",
-              "lla.data.stats", "lla.data.manifest")),
+              "lla.data.stats", "lla.data.manifest", "lla.data.weights")),
     "eval": ("evaluate detections: CrowdHuman MR/AP/Recall/JI, CityPersons MR",
              tuple(spec.evaluator for spec in registry.DATASETS.values())),
     "analyze": ("analyses of trained models: AAR (Table 5), FPN levels (Fig. 3), positives "

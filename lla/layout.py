@@ -6,6 +6,7 @@ where its reader looks for it. Paths are relative to the directory the pipeline 
 
     <data_root>/<dataset>/                         an official dataset (lla data download)
     <data_root>/synthcrowd/<profile>/<dataset>/    synthcrowd in that dataset's layout
+    <data_root>/pretrained/<file>                  ImageNet backbone weights (lla data weights)
     <dataset root>/converted/<split>.json          the converted dataset json (lla data convert)
     runs/<profile>/<run>/model_final.pt            a trained run (lla train)
     results/<profile>/data_manifest.json           the profile's data files, hashed (lla data manifest)
@@ -41,6 +42,7 @@ FINAL_CHECKPOINT = "model_final.pt"
 CONVERTED = "converted"
 SYNTHCROWD = "synthcrowd"
 CLAIMS = "claims"
+PRETRAINED = "pretrained"
 
 
 # ---------------------------------------------------------------------------- data
@@ -70,6 +72,18 @@ def dataset_root(params: dict[str, Any], profile: str, dataset: str) -> Path:
     if dataset_source(params, profile, dataset) == "download":
         return download_root(params, dataset)
     return synthcrowd_dir(params, profile) / dataset
+
+
+def pretrained_dir(params: dict[str, Any]) -> Path:
+    """Where ``lla data weights`` puts the ImageNet weights of the backbones, which the
+    training jobs read."""
+    return data_root(params) / PRETRAINED
+
+
+def pretrained_weights(params: dict[str, Any], file_name: str) -> Path:
+    """One weights file of :func:`pretrained_dir` (torchvision's file name, e.g.
+    ``resnet50-0676ba61.pth``)."""
+    return pretrained_dir(params) / file_name
 
 
 def converted_dir(root: str | Path) -> Path:

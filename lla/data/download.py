@@ -89,10 +89,13 @@ class FileSpec:
     md5: str | None = None
     unpack_to: str | None = None
     note: str | None = None
+    # the leading hex digits of the sha256 (torch.hub's weight files carry them in their name)
+    sha256_prefix: str | None = None
 
     def expected(self) -> dict[str, Any]:
-        """The known facts a file must match: a subset of size/sha256/md5."""
-        known = {"size": self.size, "sha256": self.sha256, "md5": self.md5}
+        """The known facts a file must match: a subset of size/sha256/md5/sha256_prefix."""
+        known = {"size": self.size, "sha256": self.sha256, "md5": self.md5,
+                 "sha256_prefix": self.sha256_prefix}
         return {k: v for k, v in known.items() if v is not None}
 
 
@@ -158,6 +161,11 @@ def hash_file(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str
 def mismatch(spec: FileSpec, facts: dict[str, Any]) -> str | None:
     """How ``facts`` (size and digests of a file) differ from ``spec``; None if they match."""
     for key, want in spec.expected().items():
+        if key == "sha256_prefix":
+            have = facts.get("sha256")
+            if have is None or not have.startswith(want):
+                return f"sha256 is {have}, expected one that starts with {want}"
+            continue
         have = facts.get(key)
         if have != want:
             return f"{key} is {have}, expected {want}"

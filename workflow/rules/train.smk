@@ -12,6 +12,8 @@ rule train:
     input:
         train=lambda wc: experiment_json(wc.experiment, wc.profile, "train"),
         val=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
+        # ImageNet weights: fetched by a local job before any training job reads them
+        pretrained=lambda wc: pretrained_weights(wc.experiment, wc.profile),
     output:
         checkpoint=layout.final_checkpoint("{profile}", "{experiment}"),
         detections=RESULTS.detections("{experiment}"),
