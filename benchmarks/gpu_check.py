@@ -180,7 +180,7 @@ def torchrun_step(runner: Smoke, train_json: Path, out_dir: Path, device: str) -
                "--nproc_per_node=1", "-m", "lla.cli", "-v", "train",
                "--experiment", MODELS["LLA.FCOS"], "--profile", SMOKE_PROFILE,
                "--params", str(runner.params_path), "--data", str(train_json),
-               "--out", str(out_dir), "--device", device, "--stop-after", "1", "--resume", "never"]
+               "--out-dir", str(out_dir), "--device", device, "--stop-after", "1", "--resume", "never"]
     log.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as out:
@@ -240,10 +240,10 @@ def check(runner: Smoke, info: DistInfo, iterations: int) -> int:
     timings = {}
     for label, name in MODELS.items():
         exp = experiment_at_paper_batch(runner.params, name, iterations)
-        timings[label] = time_training(exp, train_json, runner.workdir / "runs" / name, info,
-                                       iterations, warmup)
+        run_dir = runner.workdir / layout.run_dir(SMOKE_PROFILE, name)
+        timings[label] = time_training(exp, train_json, run_dir, info, iterations, warmup)
         print(f"{label}: {timings[label]['step']:.3f} s per step", flush=True)
-    lla_checkpoint = runner.workdir / "runs" / MODELS["LLA.FCOS"] / ckpt.FINAL_MODEL
+    lla_checkpoint = runner.workdir / layout.final_checkpoint(SMOKE_PROFILE, MODELS["LLA.FCOS"])
     images_per_second = time_inference(lla_checkpoint, val_json, info, max(1, iterations - warmup))
     detections = runner.workdir / "detections.json"
     infer(lla_checkpoint, detections, info=info, data=val_json, params=runner.params_path)
@@ -251,7 +251,8 @@ def check(runner: Smoke, info: DistInfo, iterations: int) -> int:
     evaluation, eval_log = runner.run("gpu_check.eval", "eval", DATASET, "--gt", str(val_json),
                                       "--dt", str(detections), "--out", str(metrics_path),
                                       "--no-coco")
-    distributed = torchrun_step(runner, train_json, runner.workdir / "runs" / "torchrun",
+    distributed = torchrun_step(runner, train_json,
+                                runner.workdir / layout.run_dir(SMOKE_PROFILE, "torchrun"),
                                 info.device.type)
 
     fcos, lla = timings["FCOS"], timings["LLA.FCOS"]

@@ -50,10 +50,10 @@ def ensure_synthcrowd(params_path: Path, data_root: Path, profile: str) -> None:
     if (root / "converted" / "train.json").is_file():
         return
     lla = [sys.executable, "-m", "lla.cli"]
-    subprocess.run(lla + ["data", "synth", "--profile", profile, "--out", str(root.parent),
+    subprocess.run(lla + ["data", "synth", "--profile", profile, "--out-dir", str(root.parent),
                           "--only", "crowdhuman", "--params", str(params_path)], check=True)
     subprocess.run(lla + ["data", "convert", "crowdhuman", "--root", str(root), "--out-dir",
-                          str(root / "converted"), "--splits", "train"], check=True)
+                          str(root / "converted"), "--split", "train"], check=True)
 
 
 def time_engine_steps(step_runner: TrainingStep, batches, warmup: int, steps: int) -> list[float]:

@@ -6,8 +6,10 @@ where its reader looks for it. Paths are relative to the directory the pipeline 
 
     <data_root>/<dataset>/                         an official dataset (lla data download)
     <data_root>/synthcrowd/<profile>/<dataset>/    synthcrowd in that dataset's layout
+    <data_root>/pretrained/<file>                  ImageNet backbone weights (lla data weights)
     <dataset root>/converted/<split>.json          the converted dataset json (lla data convert)
     runs/<profile>/<run>/model_final.pt            a trained run (lla train)
+    results/<profile>/data_manifest.json           the profile's data files, hashed (lla data manifest)
     results/<profile>/detections/<run>.json        detections on val (lla train --infer-out)
     results/<profile>/metrics/<run>.json           lla eval
     results/<profile>/analysis/<kind>_<run>.json   lla analyze aar | visible
@@ -39,6 +41,8 @@ LOGS = Path("logs")
 FINAL_CHECKPOINT = "model_final.pt"
 CONVERTED = "converted"
 SYNTHCROWD = "synthcrowd"
+CLAIMS = "claims"
+PRETRAINED = "pretrained"
 
 
 # ---------------------------------------------------------------------------- data
@@ -68,6 +72,18 @@ def dataset_root(params: dict[str, Any], profile: str, dataset: str) -> Path:
     if dataset_source(params, profile, dataset) == "download":
         return download_root(params, dataset)
     return synthcrowd_dir(params, profile) / dataset
+
+
+def pretrained_dir(params: dict[str, Any]) -> Path:
+    """Where ``lla data weights`` puts the ImageNet weights of the backbones, which the
+    training jobs read."""
+    return data_root(params) / PRETRAINED
+
+
+def pretrained_weights(params: dict[str, Any], file_name: str) -> Path:
+    """One weights file of :func:`pretrained_dir` (torchvision's file name, e.g.
+    ``resnet50-0676ba61.pth``)."""
+    return pretrained_dir(params) / file_name
 
 
 def converted_dir(root: str | Path) -> Path:
@@ -111,6 +127,11 @@ class Results:
     tables_dir = _folder("tables")
     curves_dir = _folder("curves")
 
+    @property
+    def data_manifest(self) -> Path:
+        """The data files the results were computed from, with hashes (lla data manifest)."""
+        return self.root / "data_manifest.json"
+
     def detections(self, run: str) -> Path:
         """COCO results json of a run's final model on the validation split."""
         return self.detections_dir / f"{run}.json"
@@ -129,21 +150,21 @@ class Results:
 
     def levels_per_level(self, run: str) -> Path:
         """The per-level summary csv written next to ``figure_data("levels", run)``."""
-        return self.figure_data_dir / f"levels_{run}.per_level.csv"
+        return levels_summary_of(self.figure_data("levels", run))
 
     def figure(self, name: str) -> Path:
         return self.figures_dir / f"{name}.png"
 
     def figure_csv(self, name: str) -> Path:
         """The data table a figure writes next to its PNG (fig3: GTs per level)."""
-        return self.figures_dir / f"{name}_levels.csv"
+        return figure_csv_of(self.figure(name))
 
     def table(self, name: str, extension: str) -> Path:
         """``extension``: md or csv."""
         return table_file(self.tables_dir, name, extension)
 
     def claims(self, extension: str) -> Path:
-        return self.table("claims", extension)
+        return claims_file(self.tables_dir, extension)
 
     def curves(self, run: str) -> Path:
         return self.curves_dir / f"{run}.csv"
@@ -163,11 +184,38 @@ def table_file(tables_dir: str | Path, name: str, extension: str) -> Path:
     return Path(tables_dir) / f"{name}.{extension}"
 
 
+def claims_file(tables_dir: str | Path, extension: str) -> Path:
+    """``<tables_dir>/claims.<extension>``: the claims checked (md or csv)."""
+    return table_file(tables_dir, CLAIMS, extension)
+
+
+def levels_summary_of(levels_csv: str | Path) -> Path:
+    """The per-level summary csv ``lla analyze levels`` writes beside its per-GT csv."""
+    levels_csv = Path(levels_csv)
+    return levels_csv.with_name(f"{levels_csv.stem}.per_level.csv")
+
+
+def figure_csv_of(png: str | Path) -> Path:
+    """The data table a figure writes beside its PNG (fig3: GTs per level)."""
+    png = Path(png)
+    return png.with_name(f"{png.stem}_levels.csv")
+
+
 # ---------------------------------------------------------------------------- reports, logs
+
+def report_dir(profile: str) -> Path:
+    """The folder of a profile's paper report."""
+    return REPORTS / profile
+
+
+def report_file(report_folder: str | Path, extension: str) -> Path:
+    """``<report_folder>/paper.<extension>``: the paper report, md or html."""
+    return Path(report_folder) / f"paper.{extension}"
+
 
 def report(profile: str, extension: str) -> Path:
     """The paper report: ``extension`` md or html."""
-    return REPORTS / profile / f"paper.{extension}"
+    return report_file(report_dir(profile), extension)
 
 
 def log(profile: str | None, step: str, name: str | None = None) -> Path:

@@ -42,8 +42,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lla import layout
-from lla.config import DEFAULT_PARAMS, dataset_source, load_params, section, selected_profile
+from lla import layout, options
+from lla.config import dataset_source, load_params, section, selected_profile
 from lla.data import registry
 from lla.data.transforms import resized_size
 from lla.engine.experiment import Experiment, experiment_names, resolve_experiment
@@ -213,7 +213,7 @@ class Smoke:
                                 record=f"profiles.{self.profile}.datasets.{dataset}")
         synth = layout.synthcrowd_dir(self.params, self.profile)
         only = ["--only", datasets[0]] if len(datasets) == 1 else []
-        steps = [("synth", ["data", "synth", "--profile", self.profile, "--out", str(synth),
+        steps = [("synth", ["data", "synth", "--profile", self.profile, "--out-dir", str(synth),
                             "--params", str(self.params_path), *only])]
         for dataset in datasets:
             root = layout.dataset_root(self.params, self.profile, dataset)
@@ -247,7 +247,7 @@ class Smoke:
         val_json = exp.split_json(self.params, "val")
         steps = {
             "train": ["train", "--experiment", name, "--profile", self.profile,
-                      "--params", str(self.params_path), "--out", str(run_dir),
+                      "--params", str(self.params_path), "--out-dir", str(run_dir),
                       "--resume", "never"],
             "infer": ["infer", "--checkpoint", str(layout.final_checkpoint(self.profile, name)),
                       "--split", "val", "--out", str(detections), "--profile", self.profile,
@@ -307,13 +307,11 @@ def load_average() -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m lla.smoke", description=__doc__.splitlines()[0],
+        prog="python -m lla.smoke", description=__doc__.splitlines()[0], parents=[options.PARAMS],
         epilog="Exit codes: 0 every model trained, inferred and evaluated; 1 a step failed; "
                "2 bad input.")
     parser.add_argument("--profile", default=SMOKE_PROFILE,
                         help=f"the profile to train with (default: {SMOKE_PROFILE})")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
     parser.add_argument("--workdir", type=Path,
                         help="where data, runs, results and logs go (default: a temporary "
                              "directory, deleted at the end); kept, and reusable by later smokes")

@@ -213,9 +213,9 @@ def test_cli_writes_markdown_and_csv(tmp_path):
     # the paper: 49.60 vs 59.13 -> -9.53; ours -10.00: ratio 1.05
     paper = tmp_path / "paper.yaml"
     paper.write_text(yaml.safe_dump({"table1": {"lla": {"MR": 49.60}, "base": {"MR": 59.13}}}))
-    md, out_csv = tmp_path / "claims.md", tmp_path / "claims.csv"
+    md, out_csv = tmp_path / "out" / "claims.md", tmp_path / "out" / "claims.csv"
     assert main(["report", "claims", "--params", str(params), "--results", str(tmp_path),
-                 "--paper-values", str(paper), "--md", str(md), "--csv", str(out_csv)]) == 0
+                 "--paper-values", str(paper), "--out-dir", str(tmp_path / "out")]) == 0
     assert ["LLA lowers MR", "50.00 (1 run)", "60.00 (1 run)", "-10.00", "-9.53", "1.05", "",
             "holds (1 run)"] in markdown_rows(md.read_text())
     [row] = list(csv.DictReader(out_csv.open()))

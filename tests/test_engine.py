@@ -186,9 +186,17 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
     assert "missing.pt" in str(e.value)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a zip file")
-    with pytest.raises(DataError, match="cannot read the checkpoint") as e:
+    with pytest.raises(DataError, match="cannot read the checkpoint: not a file written by "
+                                        "torch.save") as e:
         ckpt.load_checkpoint(garbage)
-    assert "garbage.pt" in str(e.value)
+    assert "garbage.pt" in str(e.value) and "\n" not in str(e.value)
+    damaged = tmp_path / "damaged.pt"
+    torch.save({"model": {"w": torch.zeros(100)}}, damaged)
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:100] + bytes(300) + data[400:])  # a zip, its records broken
+    with pytest.raises(DataError, match="cannot read the checkpoint: .*corrupted") as e:
+        ckpt.load_checkpoint(damaged)
+    assert "damaged.pt" in str(e.value) and "\n" not in str(e.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(DataError, match="not an lla checkpoint"):
@@ -316,6 +324,6 @@ def test_cli_registers_train_and_infer():
 
     parser = build_parser(["train"])
     args = parser.parse_args(["train", "--experiment", "x", "--resume", "never"])
-    assert args.resume == "never" and args.func.__module__ == "lla.engine.train"
+    assert args.resume == "never" and args.func == "lla.engine.train:run"
     args = build_parser(["infer"]).parse_args(["infer", "--checkpoint", "c.pt", "--out", "d.json"])
-    assert args.split == "val" and args.func.__module__ == "lla.engine.infer"
+    assert args.split == "val" and args.func == "lla.engine.infer:run"

@@ -59,7 +59,7 @@ def data_root(tmp_path_factory) -> Path:
     """synthcrowd micro (16 train, 8 val images of 256 px), converted."""
     root = tmp_path_factory.mktemp("data")
     ch = root / "synthcrowd" / "micro" / "crowdhuman"
-    assert cli(["data", "synth", "--profile", "micro", "--out", str(ch.parent),
+    assert cli(["data", "synth", "--profile", "micro", "--out-dir", str(ch.parent),
                 "--only", "crowdhuman", "--workers", "1", "--params", str(REPO / "params.yaml")]) == 0
     assert cli(["data", "convert", "crowdhuman", "--root", str(ch),
                 "--out-dir", str(ch / "converted")]) == 0
@@ -73,7 +73,7 @@ def params_file(data_root, tmp_path_factory) -> Path:
 
 def train(params: Path, out: Path, *extra: str) -> int:
     return cli(["train", "--experiment", EXPERIMENT, "--profile", "micro", "--params", str(params),
-                "--out", str(out), "--device", "cpu", *extra])
+                "--out-dir", str(out), "--device", "cpu", *extra])
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -147,7 +147,7 @@ def test_resume_from_a_given_checkpoint_refuses_a_different_model(reference_run,
     out = tmp_path / "other"
     shutil.copytree(reference_run / "checkpoints", out / "checkpoints")
     code = cli(["train", "--experiment", "retinanet_r50", "--profile", "micro", "--params",
-                str(params_file), "--out", str(out), "--device", "cpu",
+                str(params_file), "--out-dir", str(out), "--device", "cpu",
                 "--resume", str(ckpt.checkpoint_path(out, ITERATIONS))])
     assert code == 2
     err = capsys.readouterr().err
@@ -286,7 +286,7 @@ def test_sigterm_saves_and_exits_with_the_requeue_code(data_root, tmp_path):
                           checkpoint_every=1000)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "lla.cli", "train", "--experiment", EXPERIMENT,
-               "--profile", "micro", "--params", str(params), "--out", str(out), "--device", "cpu"]
+               "--profile", "micro", "--params", str(params), "--out-dir", str(out), "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     log = []
@@ -349,7 +349,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(data_roo
                        schedule=schedule)
     assert train(one, tmp_path / "one") == 0
     result = torchrun("train", "--experiment", EXPERIMENT, "--profile", "micro", "--params",
-                      str(two), "--out", str(tmp_path / "two"), "--device", "cpu")
+                      str(two), "--out-dir", str(tmp_path / "two"), "--device", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 x 2 images per iteration" in result.stderr
     for name in ("loss", "loss_cls", "loss_box"):

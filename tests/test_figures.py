@@ -106,7 +106,7 @@ def micro_results(tmp_path_factory):
     os.chdir(work)
     try:
         root = work / "data" / "synthcrowd" / "micro" / "crowdhuman"
-        assert main(["data", "synth", "--profile", "micro", "--out", str(root.parent),
+        assert main(["data", "synth", "--profile", "micro", "--out-dir", str(root.parent),
                      "--workers", "1", "--only", "crowdhuman"]) == 0
         assert main(["data", "convert", "crowdhuman", "--root", str(root),
                      "--out-dir", str(root / "converted")]) == 0
@@ -133,7 +133,7 @@ def micro_results(tmp_path_factory):
         for experiment in settings["fig3"]["experiments"]:
             assert main(["analyze", "levels", "--checkpoint",
                          f"runs/micro/{experiment}/model_final.pt", "--profile", "micro",
-                         "--max-gts", str(settings["fig3"]["max_gts"]), "--out-csv",
+                         "--max-gts", str(settings["fig3"]["max_gts"]), "--out",
                          str(files.figure_data("levels", experiment))]) == 0
         for name in figures.FIGURES:
             assert main(["report", "figure", name, "--profile", "micro",

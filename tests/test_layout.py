@@ -30,6 +30,7 @@ def test_results_paths_of_one_profile():
     assert files.table("table1", "md") == Path("results/mini/tables/table1.md")
     assert files.claims("csv") == Path("results/mini/tables/claims.csv")
     assert files.curves_dir == Path("results/mini/curves")
+    assert files.data_manifest == Path("results/mini/data_manifest.json")
     assert layout.report("mini", "html") == Path("reports/mini/paper.html")
     assert layout.run_dir("mini", "a") == Path("runs/mini/a")
     assert layout.final_checkpoint("mini", "a") == Path("runs/mini/a/model_final.pt")

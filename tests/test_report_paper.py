@@ -74,7 +74,7 @@ def inputs(tmp_path):
     out_md, out_html = tmp_path / "reports" / "paper.md", tmp_path / "reports" / "paper.html"
     argv = ["report", "paper", "--profile", PROFILE, "--params", str(params_path),
             "--results", str(results), "--figures", str(figures_dir),
-            "--out-md", str(out_md), "--out-html", str(out_html)]
+            "--out-dir", str(out_md.parent)]
     return {"argv": argv, "params": params, "params_path": params_path, "results": results,
             "figures": figures_dir, "md": out_md, "html": out_html}
 

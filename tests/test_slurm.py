@@ -5,7 +5,9 @@ this machine; the fixture's finalizer stops them with .ci/slurm/stop.sh. CI runs
 so there this test runs; it skips only where it cannot install or start daemons.
 
 The workflow runs in a temporary copy of the repository's workflow files, with the literal
-`slurm` profile of the repository and the target `all_tables`: every rule of the table DAG
+`slurm` profile of the repository and the target `all_tables`, started as a user who did not
+activate the environment would: `.venv/bin/snakemake` by its path, the venv's bin not on PATH
+(the jobs must still find the venv's `lla`): every rule of the table DAG
 (synthesis, conversion of both datasets, train with its inference, evaluate, the AAR
 analysis, table rendering) on micro's 42 experiments (45 runs: Table 2 has two seeds in
 micro). Test-only options:
@@ -21,6 +23,9 @@ micro). Test-only options:
 Evidence that Slurm ran the jobs: Snakemake's "submitted with SLURM jobid N" lines, a Slurm
 log file per job, and squeue (which lists finished jobs for MinJobAge=3600 s; there is no
 accounting database for sacct) reporting every one of those job ids COMPLETED.
+
+A second, short run makes one Slurm job fail (a malformed annotation file to convert): its
+log, with the `lla` error, must reach the console.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from lla import layout
 
 ROOT = Path(__file__).resolve().parents[1]
 START = ROOT / ".ci" / "slurm" / "start.sh"
@@ -69,6 +76,14 @@ def _environment() -> dict[str, str]:
     return env
 
 
+def _unactivated_environment() -> dict[str, str]:
+    """A shell where the venv is not activated: neither its bin on PATH nor VIRTUAL_ENV."""
+    env = {k: v for k, v in _environment().items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if p and Path(p).resolve() != BIN.resolve())
+    return env
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
     reason = _skip_reason()
@@ -93,10 +108,11 @@ def _copy_workflow(workdir: Path) -> None:
             shutil.copy2(source, target)
 
 
-def _run_until_done(command: list[str], workdir: Path, log_path: Path, timeout: float) -> int:
+def _run_until_done(command: list[str], workdir: Path, log_path: Path, timeout: float,
+                    env: dict[str, str] | None = None) -> int:
     """Run ``command``; on timeout stop it with SIGINT, which makes Snakemake scancel its jobs."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=_environment(), stdout=log,
+        process = subprocess.Popen(command, cwd=workdir, env=env or _environment(), stdout=log,
                                    stderr=subprocess.STDOUT)
         try:
             return process.wait(timeout=timeout)
@@ -130,11 +146,14 @@ def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
                "--groups", "train=runs", "analyze_aar=runs", "evaluate=evaluations",
                "--group-components", "runs=2", "evaluations=2"]
     started = time.monotonic()
-    returncode = _run_until_done(command, workdir, log_path, SNAKEMAKE_TIMEOUT_S)
+    returncode = _run_until_done(command, workdir, log_path, SNAKEMAKE_TIMEOUT_S,
+                                 env=_unactivated_environment())
     elapsed = time.monotonic() - started
     log = log_path.read_text()
     assert returncode == 0, log[-4000:]
     print(f"micro {TARGET} through Slurm: {elapsed:.0f} s")
+    # The profile's empty site settings are named once, by the Snakemake the user started.
+    assert log.count("Slurm site settings left empty") == 1
 
     for table in TABLES:
         for extension in ("md", "csv"):
@@ -159,6 +178,32 @@ def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
     assert states == {job_id: "COMPLETED" for job_id in job_ids}
 
 
+@pytest.mark.slow
+def test_a_failed_slurm_job_shows_its_log_on_the_console(slurm_cluster, tmp_path):
+    workdir = tmp_path / "repo"
+    _copy_workflow(workdir)
+    # Annotations that `lla data convert` rejects, in place of micro's synthcrowd
+    root = workdir / "data" / "synthcrowd" / "micro" / "crowdhuman"
+    root.mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / f"annotation_{split}.odgt").write_text("not a json line\n")
+    target = "data/synthcrowd/micro/crowdhuman/converted/train.json"
+    log_path = tmp_path / "snakemake.log"
+    command = [str(BIN / "snakemake"), target, "--profile", "slurm", "--config", "profile=micro",
+               "--retries", "0", "--slurm-init-seconds-before-status-checks", "5"]
+    returncode = _run_until_done(command, workdir, log_path, 600, env=_unactivated_environment())
+    log = log_path.read_text()
+    assert returncode != 0
+    assert len(SUBMITTED.findall(log)) == 1, log[-4000:]
+    assert "Error in rule convert_data:" in log
+    # the job's own log, whose last line is the command's error, is on the console
+    shown = log.split("Logfile data/synthcrowd/micro/crowdhuman/converted/convert.log:", 1)
+    assert len(shown) == 2, log[-4000:]
+    assert ("error: data/synthcrowd/micro/crowdhuman/annotation_train.odgt:1: malformed JSON"
+            in shown[1])
+    assert "command not found" not in log
+
+
 # ---------------------------------------------------------------------------- paper size
 
 SMOKE_EXPERIMENT = "lla_fcos_r50"     # LLA.FCOS, ResNet-50: the paper's method
@@ -172,7 +217,8 @@ def test_a_paper_size_training_runs_as_a_slurm_job(slurm_cluster, tmp_path):
     then its detections evaluated: the cluster's own path on a paper-size model."""
     workdir = tmp_path / "repo"
     _copy_workflow(workdir)
-    metrics = workdir / "results" / "paper_smoke" / "metrics" / f"{SMOKE_EXPERIMENT}.json"
+    results = layout.results("paper_smoke")
+    metrics = workdir / results.metrics(SMOKE_EXPERIMENT)
     log_path = tmp_path / "snakemake.log"
     command = [str(BIN / "snakemake"), str(metrics.relative_to(workdir)), "--profile", "slurm",
                "--config", "profile=paper_smoke", "--slurm-init-seconds-before-status-checks", "5"]
@@ -190,9 +236,9 @@ def test_a_paper_size_training_runs_as_a_slurm_job(slurm_cluster, tmp_path):
     job = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
                          check=True, env=_environment()).stdout
     assert re.search(r"TresPerJob=gres[:/]gpu:1\b", job), job
-    train_log = (workdir / "logs" / "paper_smoke" / "train" / f"{SMOKE_EXPERIMENT}.log").read_text()
+    train_log = (workdir / layout.log("paper_smoke", "train", SMOKE_EXPERIMENT)).read_text()
     assert "iter 2/2" in train_log and "1 x 1 images per iteration" in train_log
-    final = torch.load(workdir / "runs" / "paper_smoke" / SMOKE_EXPERIMENT / "model_final.pt",
+    final = torch.load(workdir / layout.final_checkpoint("paper_smoke", SMOKE_EXPERIMENT),
                        map_location="cpu", weights_only=True)
     config = final["config"]
     assert final["iteration"] == 2 and config["profile"] == "paper_smoke"
@@ -200,8 +246,7 @@ def test_a_paper_size_training_runs_as_a_slurm_job(slurm_cluster, tmp_path):
                                            "depth": 50, "weights": None}
     assert (config["input"]["min_size"], config["input"]["max_size"]) == (800, 1400)
     # a COCO results list (random weights score below the paper's 0.05: usually empty)
-    detections = json.loads((workdir / "results" / "paper_smoke" / "detections"
-                             / f"{SMOKE_EXPERIMENT}.json").read_text())
+    detections = json.loads((workdir / results.detections(SMOKE_EXPERIMENT)).read_text())
     assert isinstance(detections, list) and len(detections) <= 2 * 300
     states = _squeue_states([job for job, _ in submitted])
     assert set(states.values()) == {"COMPLETED"}

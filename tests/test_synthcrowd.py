@@ -270,7 +270,7 @@ def test_bad_settings_name_the_key(key, value, message, tmp_path, capsys):
     params["synthcrowd"]["micro"]["crowdhuman"][key] = value
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
-    assert main(["data", "synth", "--profile", "micro", "--out", str(tmp_path / "out"),
+    assert main(["data", "synth", "--profile", "micro", "--out-dir", str(tmp_path / "out"),
                  "--params", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path}") and message in err and err.count("\n") == 1, err
@@ -287,7 +287,7 @@ def test_cli_help(capsys):
 
 
 def test_cli_unknown_profile(tmp_path, capsys):
-    code = main(["data", "synth", "--profile", "nosuch", "--out", str(tmp_path),
+    code = main(["data", "synth", "--profile", "nosuch", "--out-dir", str(tmp_path),
                  "--params", str(PARAMS)])
     assert code == 2
     err = capsys.readouterr().err
@@ -299,7 +299,7 @@ def test_cli_generates_one_flavour(tmp_path, capsys):
     params["synthcrowd"]["micro"]["citypersons"].update(train_images=1, val_images=1)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    assert main(["data", "synth", "--profile", "micro", "--out", str(tmp_path / "out"),
+    assert main(["data", "synth", "--profile", "micro", "--out-dir", str(tmp_path / "out"),
                  "--params", str(path), "--workers", "1", "--only", "citypersons"]) == 0
     assert "citypersons: generated, 2 images" in capsys.readouterr().out
     assert (tmp_path / "out" / "citypersons" / "annotations" / "anno_val.mat").is_file()

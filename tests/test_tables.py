@@ -167,19 +167,19 @@ def test_cli_writes_markdown_and_csv(tmp_path, capsys):
     write_json(results / "analysis" / "aar_base.json", {"AAR": 0.132})
     args = ["report", "table", "table92", "--profile", "micro", "--params", str(params_path),
             "--results", str(results), "--paper-values", str(paper_path),
-            "--md", str(tmp_path / "t.md"), "--csv", str(tmp_path / "t.csv")]
+            "--out-dir", str(tmp_path / "t")]
     assert main(args) == 0
-    md = (tmp_path / "t.md").read_text()
+    md = (tmp_path / "t" / "table92.md").read_text()
     # No paper values for tableB: every paper cell is "n/a", with its footnote.
     assert ["R", "4.60", "n/a", "", "13.20", "n/a", ""] in markdown_rows(md)
     assert "n/a: no value" in md
-    assert len((tmp_path / "t.csv").read_text().splitlines()) == 1 + 4
+    assert len((tmp_path / "t" / "table92.csv").read_text().splitlines()) == 1 + 4
     # A missing result file is an error naming it; nothing is written.
     (results / "analysis" / "aar_base.json").unlink()
-    (tmp_path / "t.md").unlink()
+    (tmp_path / "t" / "table92.md").unlink()
     assert main(args) == 2
     assert "aar_base.json" in capsys.readouterr().err
-    assert not (tmp_path / "t.md").exists()
+    assert not (tmp_path / "t" / "table92.md").exists()
 
 
 # ---------------------------------------------------------------------------- the real tables

@@ -26,19 +26,24 @@ def _snakemake(*args, cwd=ROOT, timeout=300):
 
 @pytest.mark.slow
 def test_data_target_builds_every_converted_json_of_the_micro_profile(tmp_path):
+    work = _pipeline_copy(tmp_path)       # the data manifest goes to its results/micro/
     data_root = tmp_path / "data"
     result = _snakemake("data", "--cores", "2", "--config", "profile=micro",
-                        f"data_root={data_root}")
+                        f"data_root={data_root}", cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((work / "results" / "micro" / "data_manifest.json").read_text())
     for role in ("crowdhuman", "citypersons"):
+        root = data_root / "synthcrowd" / "micro" / role
+        assert manifest["datasets"][role]["root"] == root.as_posix()   # Snakemake's data_root
         for split in ("train", "val"):
-            dataset = json.loads((data_root / "synthcrowd" / "micro" / role / "converted"
-                                  / f"{split}.json").read_text())
+            dataset = json.loads((root / "converted" / f"{split}.json").read_text())
             assert dataset["info"]["dataset"] == role and dataset["info"]["split"] == split
             assert dataset["images"] and dataset["annotations"]
+            assert manifest["datasets"][role]["converted"][f"converted/{split}.json"]["bytes"] == (
+                root / "converted" / f"{split}.json").stat().st_size
     # A second run finds nothing to do.
     again = _snakemake("data", "--cores", "2", "--config", "profile=micro",
-                       f"data_root={data_root}", "--dry-run")
+                       f"data_root={data_root}", "--dry-run", cwd=work)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -119,7 +124,7 @@ def test_all_tables_dry_run_shows_every_run_once(profile, selection, runs, aar_r
         # 8 GPUs per training job, each trained (and inferred) under torchrun.
         assert "gpu=8, cpus_per_gpu=4" in out
         assert "torchrun --standalone --nproc_per_node=8 -m lla.cli train" in out
-        assert "lla eval crowdhuman" in out and "--no-coco" in out
+        assert "lla eval crowdhuman --gt" in out and "--coco" not in out
         assert "download_crowdhuman" in out
         assert "__seed" not in out
     else:

@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from lla.analysis.checkpoint_pass import AssignedImage, add_checkpoint_pass_arguments, run_on_split
+from lla.analysis.checkpoint_pass import CHECKPOINT_PASS_OPTIONS, AssignedImage, run_on_split
 from lla.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -82,10 +82,10 @@ class AmbiguityCount:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "aar", help="ambiguous assignment ratio of a checkpoint's assigner (Table 5)",
+        "aar", parents=[CHECKPOINT_PASS_OPTIONS],
+        help="ambiguous assignment ratio of a checkpoint's assigner (Table 5)",
         description="AAR = positive anchors claimed by more than one GT before the tie-break "
                     "/ positive anchors, over a split, with the checkpoint's assigner.")
-    add_checkpoint_pass_arguments(parser)
     parser.set_defaults(func=run)
 
 

@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from lla import layout
-from lla.config import DEFAULT_PARAMS, load_params, section, selected_profile
+from lla import layout, options
+from lla.config import load_params, section, selected_profile
+from lla.console import progress
 from lla.diverged import checkpoint_divergence, pass_on_checkpoint_divergence
 from lla.errors import DataError
 from lla.io import atomic_write_json
@@ -95,7 +96,7 @@ def assigned_images(model: Any, dataset: Any, indices: Sequence[int], *, batch_s
     loader = DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False,
                         collate_fn=PadCollate(size_divisibility))
     position = 0
-    with torch.no_grad():
+    with torch.no_grad(), progress(total=len(indices), desc="analyze", unit="img") as bar:
         for batch in loader:
             images, targets = model_inputs(batch, torch.device("cpu"))
             _, diagnostics = model.compute_losses(images, targets, return_assignments=True)
@@ -104,6 +105,7 @@ def assigned_images(model: Any, dataset: Any, indices: Sequence[int], *, batch_s
                                     assignment=diagnostics.assignments[k],
                                     gt=diagnostics.targets[k], anchors=diagnostics.anchors)
             position += len(batch.targets)
+            bar.update(len(batch.targets))
 
 
 def analyse_checkpoint(state: dict[str, Any], dataset: Any, indices: Sequence[int],
@@ -159,7 +161,7 @@ def run_on_split(args: argparse.Namespace,
                  indent: int | None = None) -> dict[str, Any] | None:
     """The command of an analysis of one checkpoint over a split's first images.
 
-    ``args`` holds :func:`add_checkpoint_pass_arguments`'s options. A checkpoint of a run
+    ``args`` holds :data:`CHECKPOINT_PASS_OPTIONS`. A checkpoint of a run
     that diverged gets the diverged result (:mod:`lla.diverged`: the tables' "—"). Else
     ``make_analysis(state, json_path)`` is fed the first ``--max-images`` images and
     ``--out`` gets its result, then ``images``, ``experiment``, ``profile``, ``split`` and
@@ -187,22 +189,31 @@ def run_on_split(args: argparse.Namespace,
 
 # ------------------------------------------------------------------ the commands' options
 
-def add_checkpoint_pass_arguments(parser: Any) -> None:
-    """The options of an analysis that runs one checkpoint over a split's first images:
-    ``--checkpoint --profile --split --data --max-images --batch-size --out --params``."""
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model_final.pt")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--split", default="train", help="split to assign (default: train)")
-    parser.add_argument("--data", type=Path,
-                        help="the converted json to use (default: the profile's json of the "
-                             "checkpoint's dataset and --split)")
+def _analysis_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False,
+                                     parents=[options.SETTINGS, options.split_and_data("train")])
+    parser.add_argument("--batch-size", type=int, default=2, metavar="N",
+                        help="images per forward pass (default: 2)")
+    return parser
+
+
+ANALYSIS_OPTIONS = _analysis_options()
+"""The options of every analysis: ``--params --profile --split (train) --data --batch-size``
+(the profile locates the data and the input sizes)."""
+
+
+def _checkpoint_pass_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False,
+                                     parents=[options.CHECKPOINT, ANALYSIS_OPTIONS])
     parser.add_argument("--max-images", type=int, metavar="N",
                         help="only the first N images of the split (default: all)")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass")
-    parser.add_argument("--out", type=Path, required=True, help="json to write")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
+    options.add_out(parser, "json to write")
+    return parser
+
+
+CHECKPOINT_PASS_OPTIONS = _checkpoint_pass_options()
+"""The options of an analysis of one checkpoint over a split's first images
+(:func:`run_on_split`): :data:`ANALYSIS_OPTIONS`, ``--checkpoint --max-images --out``."""
 
 
 def require_at_least_one(source: Any, options: dict[str, int | None]) -> None:

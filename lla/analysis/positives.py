@@ -43,9 +43,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from lla.analysis.checkpoint_pass import (AssignedImage, analyse_checkpoint, analysis_dataset,
-                                         load_analysed_checkpoint, require_at_least_one,
-                                         split_json)
+from lla import options
+from lla.analysis.checkpoint_pass import (ANALYSIS_OPTIONS, AssignedImage, analyse_checkpoint,
+                                         analysis_dataset, load_analysed_checkpoint,
+                                         require_at_least_one, split_json)
 from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_json, read_json
@@ -312,23 +313,18 @@ def evolution_iterations(params: dict[str, Any], profile: str, experiment: str) 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "positives", help="positive anchors of each GT on the most crowded images (Figs. 1, 2, 4)",
+        "positives", parents=[ANALYSIS_OPTIONS],
+        help="positive anchors of each GT on the most crowded images (Figs. 1, 2, 4)",
         description="The positive anchors (centre, box, level, matched GT) of the N most crowded "
                     "images of a split, at chosen checkpoints of one run, each assigned by the "
                     "checkpoint's own assigner on its own predictions.")
-    parser.add_argument("--run-dir", type=Path, required=True, help="runs/<profile>/<experiment>")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--split", default="train", help="split of the images (default: train)")
-    parser.add_argument("--data", type=Path, help="a converted dataset json instead of the split's")
+    parser.add_argument("--run-dir", type=Path, required=True, metavar="DIR",
+                        help="the run's directory, runs/<profile>/<run>")
     parser.add_argument("--images", type=int, default=3, metavar="N",
                         help="the N most crowded images (default: 3)")
     parser.add_argument("--iterations", nargs="+", default=[FINAL], metavar="IT",
                         help=f"checkpoint iterations and/or '{FINAL}' (default: {FINAL})")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass")
-    parser.add_argument("--out", type=Path, required=True, help="json to write")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
+    options.add_out(parser, "json to write")
     parser.set_defaults(func=run)
 
 

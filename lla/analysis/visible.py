@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from lla import layout
-from lla.analysis.checkpoint_pass import AssignedImage, add_checkpoint_pass_arguments, run_on_split
+from lla.analysis.checkpoint_pass import CHECKPOINT_PASS_OPTIONS, AssignedImage, run_on_split
 from lla.config import section
 from lla.errors import DataError
 from lla.io import read_json
@@ -298,11 +298,11 @@ def comparison_rows(settings: dict[str, Any],
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "visible", help="fraction of occluded GTs' positives centred in their visible box",
+        "visible", parents=[CHECKPOINT_PASS_OPTIONS],
+        help="fraction of occluded GTs' positives centred in their visible box",
         description="For occluded (vis_ratio < --max-vis-ratio) and other non-ignore GTs: the "
                     "fraction of each GT's positive anchors, assigned by the checkpoint's "
                     "assigner, whose centre lies inside the GT's visible box.")
-    add_checkpoint_pass_arguments(parser)
     parser.add_argument("--max-vis-ratio", type=float, default=DEFAULT_MAX_VIS_RATIO,
                         metavar="R", help="a GT is occluded when its vis_ratio is below R "
                                           f"(default: {DEFAULT_MAX_VIS_RATIO})")

@@ -1,7 +1,7 @@
 """`lla data convert`: official CrowdHuman / CityPersons annotations → one contract json per split.
 
-    lla data convert crowdhuman  --root data/crowdhuman  --out-dir data/converted/crowdhuman
-    lla data convert citypersons --root data/citypersons --out-dir data/converted/citypersons
+    lla data convert crowdhuman  --root data/crowdhuman     # -> data/crowdhuman/converted/
+    lla data convert citypersons --root data/citypersons --split val --out-dir DIR
 
 Every split is converted in memory first and the files are written only when all splits
 converted cleanly, each atomically: a failed conversion leaves no output behind.
@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from lla import layout, options
 from lla.data import registry
 from lla.errors import DataError
 
@@ -67,7 +68,8 @@ def convert(dataset: str, root: str | Path, out_dir: str | Path,
 
 
 def _run(args: argparse.Namespace) -> int:
-    convert(args.dataset, args.root, args.out_dir, args.splits, args.size_cache)
+    out_dir = args.out_dir or layout.converted_dir(args.root)
+    convert(args.dataset, args.root, out_dir, args.split, args.size_cache)
     return 0
 
 
@@ -85,9 +87,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", choices=registry.names(), help="annotation format")
     parser.add_argument("--root", required=True, type=Path,
                         help="dataset directory in the official layout")
-    parser.add_argument("--out-dir", required=True, type=Path,
-                        help="directory receiving <split>.json")
-    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), metavar="SPLIT",
+    options.add_out_dir(parser, "directory receiving <split>.json", default="<root>/converted")
+    parser.add_argument("--split", nargs="+", default=list(DEFAULT_SPLITS), metavar="SPLIT",
                         help=f"splits to convert (default: {' '.join(DEFAULT_SPLITS)})")
     parser.add_argument("--size-cache", type=Path, default=None, metavar="PATH",
                         help="image-size cache file (default: <root>/.lla_image_sizes.json)")

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lla import layout
+from lla import layout, options
 from lla.data import archive, registry
 from lla.errors import DataError
 from lla.io import atomic_write_json, read_json
@@ -89,10 +89,13 @@ class FileSpec:
     md5: str | None = None
     unpack_to: str | None = None
     note: str | None = None
+    # the leading hex digits of the sha256 (torch.hub's weight files carry them in their name)
+    sha256_prefix: str | None = None
 
     def expected(self) -> dict[str, Any]:
-        """The known facts a file must match: a subset of size/sha256/md5."""
-        known = {"size": self.size, "sha256": self.sha256, "md5": self.md5}
+        """The known facts a file must match: a subset of size/sha256/md5/sha256_prefix."""
+        known = {"size": self.size, "sha256": self.sha256, "md5": self.md5,
+                 "sha256_prefix": self.sha256_prefix}
         return {k: v for k, v in known.items() if v is not None}
 
 
@@ -158,6 +161,11 @@ def hash_file(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str
 def mismatch(spec: FileSpec, facts: dict[str, Any]) -> str | None:
     """How ``facts`` (size and digests of a file) differ from ``spec``; None if they match."""
     for key, want in spec.expected().items():
+        if key == "sha256_prefix":
+            have = facts.get("sha256")
+            if have is None or not have.startswith(want):
+                return f"sha256 is {have}, expected one that starts with {want}"
+            continue
         have = facts.get(key)
         if have != want:
             return f"{key} is {have}, expected {want}"
@@ -539,8 +547,8 @@ def _command(args: argparse.Namespace) -> int:
     if missing:
         rerun = " ".join(["lla data download", args.dataset]
                          + (["--root", shlex.quote(args.root)] if args.root else [])
-                         + (["--params", shlex.quote(args.params)]
-                            if args.params != DEFAULT_PARAMS else [])
+                         + (["--params", shlex.quote(str(args.params))]
+                            if params_path != Path(DEFAULT_PARAMS) else [])
                          + [f"--only {shlex.quote(n)}" for n in args.only or []]
                          + (["--no-unpack"] if args.no_unpack else []))
         print(format_missing(source.dataset, missing, rerun), file=sys.stderr)
@@ -552,7 +560,8 @@ def _command(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "download", help="download, verify and unpack CrowdHuman or CityPersons",
+        "download", parents=[options.PARAMS],
+        help="download, verify and unpack CrowdHuman or CityPersons",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Download the official files of a dataset from the URL list in params.yaml\n"
@@ -569,8 +578,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("dataset", choices=registry.names(), help="which dataset")
     parser.add_argument("--root", metavar="DIR",
                         help="dataset directory (default: <dataset>.root in params, else <data_root>/<dataset>)")
-    parser.add_argument("--params", default=DEFAULT_PARAMS, metavar="FILE",
-                        help="parameter file with the file list (default: %(default)s)")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="only this file (by name, e.g. annotation_val.odgt); repeatable")
     parser.add_argument("--no-unpack", action="store_true",

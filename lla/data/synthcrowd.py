@@ -1,6 +1,6 @@
 """synthcrowd: a procedurally generated dense-crowd dataset in the real on-disk formats.
 
-``lla data synth --profile mini --out DIR`` writes two flavours, each in the layout of the
+``lla data synth --profile mini --out-dir DIR`` writes two flavours, each in the layout of the
 real dataset so the same converters read them:
 
 - ``DIR/crowdhuman/``: ``Images/<ID>.jpg``, ``annotation_train.odgt``, ``annotation_val.odgt``
@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from lla import layout, options
+from lla.console import progress
 from lla.data import registry
 from lla.errors import DataError
 
@@ -709,7 +711,7 @@ def _is_up_to_date(root: Path, flavour: str, fingerprint: str) -> bool:
         if any(p.exists() for p in _annotation_paths(root, flavour)):
             raise DataError(root, f"holds {flavour} annotation files that synthcrowd did not "
                                   f"write (no {MANIFEST}); refusing to overwrite what may be "
-                                  "the real dataset. Choose another --out.")
+                                  "the real dataset. Choose another --out-dir.")
         return False
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
@@ -752,9 +754,11 @@ def generate(settings: SynthSettings, out_dir: str | Path, workers: int | None =
                 work = functools.partial(generate_one, settings, root)
                 if pool is not None:
                     chunk = max(1, min(16, len(jobs) // (4 * workers)))
-                    records = pool.map(work, jobs, chunksize=chunk)   # results in job order
+                    done = pool.imap(work, jobs, chunksize=chunk)   # results in job order
                 else:
-                    records = [work(job) for job in jobs]
+                    done = map(work, jobs)
+                records = list(progress(done, total=len(jobs), desc=f"synth {flavour} {split}",
+                                        unit="img"))
                 if flavour == "crowdhuman":
                     atomic_write_text(root / f"annotation_{split}.odgt",
                                       "".join(json.dumps(r) + "\n" for r in records))
@@ -785,7 +789,8 @@ def run_synth(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     settings = settings_from_params(params, profile, args.params)
-    summary = generate(settings, args.out, workers=args.workers, only=args.only)
+    out_dir = args.out_dir or layout.synthcrowd_dir(params, profile)
+    summary = generate(settings, out_dir, workers=args.workers, only=args.only)
     for flavour, info in summary.items():
         print(f"{flavour}: {info['status']}, {info['images']} images"
               + (f", {info['images'] / max(info['seconds'], 1e-9):.1f} images/s"
@@ -795,18 +800,17 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "synth", help="generate the synthcrowd dataset (CrowdHuman + CityPersons layouts)",
+        "synth", parents=[options.SETTINGS],
+        help="generate the synthcrowd dataset (CrowdHuman + CityPersons layouts)",
         description="Generate synthcrowd, a procedurally drawn dense-crowd dataset, in the "
                     "official CrowdHuman layout (DIR/crowdhuman: Images/*.jpg, "
                     "annotation_{train,val}.odgt) and CityPersons layout (DIR/citypersons: "
                     "leftImg8bit/{train,val}/<city>/*.png, annotations/anno_{train,val}.mat). "
-                    "Deterministic from the seed in params.yaml for any --workers. A rerun with "
-                    "unchanged settings on a complete directory does nothing.")
-    p.add_argument("--profile", help="profile block of synthcrowd in params.yaml "
-                                     "(default: the top-level 'profile')")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"),
-                   help="parameter file (default: params.yaml)")
+                    "The profile chooses the synthcrowd block of the params. Deterministic "
+                    "from the seed in params.yaml for any --workers. A rerun with unchanged "
+                    "settings on a complete directory does nothing.")
+    options.add_out_dir(p, "output directory, one folder per dataset layout",
+                        default="<data_root>/synthcrowd/<profile>")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: synthcrowd.workers in params)")
     p.add_argument("--only", choices=FLAVOURS, help="generate one flavour only")

@@ -28,6 +28,7 @@ from typing import Any
 
 from lla import layout
 from lla.config import DEFAULT_PARAMS, deep_merge, resolve_variant, section
+from lla.data import weights as pretrained
 from lla.errors import DataError
 from lla.runs import split_run_id
 
@@ -40,7 +41,9 @@ class Experiment:
         profile: the profile whose blocks were merged.
         variant: the detector variant name.
         dataset: the dataset role ("crowdhuman" or "citypersons").
-        model: the complete detector settings (``lla.models.build.detector_from_config``).
+        model: the complete detector settings (``lla.models.build.detector_from_config``);
+            ``backbone.weights: imagenet`` is the path of the local file
+            (:func:`lla.data.weights.resolve`).
         train: the merged ``train`` block plus the experiment's overrides.
         input: the merged ``input`` block (resizing, flips, padding).
         seed: the run's seed (weights init, sampler order, flips).
@@ -83,6 +86,7 @@ def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Exper
     spec = experiments[experiment]  # validated with params (lla.config.validate_params)
     model = deep_merge(resolve_variant(params, spec["model"], profile),
                        spec.get("model_overrides") or {})
+    model = pretrained.resolve(params, model)   # `weights: imagenet` -> the local file
     train = deep_merge(section(params, "train", profile), spec.get("train") or {})
     seed = int(spec.get("seed", train.get("seed", 0))) if run_seed is None else run_seed
     train["seed"] = seed

@@ -39,12 +39,14 @@ from torch.utils.data import DataLoader
 
 from lla import layout
 from lla.config import DEFAULT_PARAMS, load_params, section
+from lla.console import progress
 from lla.data.dataset import CrowdDataset, PadCollate
 from lla.data.sampler import aspect_ratio_groups
 from lla.diverged import checkpoint_divergence, write_diverged_detections
 from lla.engine import checkpoint as ckpt
 from lla.engine.distributed import (DistInfo, all_gather_objects, cleanup_distributed,
-                                    setup_distributed)
+                                    pick_device, setup_distributed)
+from lla.engine.experiment import Experiment
 from lla.engine.model import FULL_PRECISION, Amp, load_model, model_inputs
 from lla.errors import DataError
 from lla.io import atomic_write_json, atomic_write_text, read_json
@@ -84,20 +86,66 @@ def image_detections(index: int, target: dict[str, Any],
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: CrowdDataset, batches: list[list[int]], *,
                     device: torch.device, num_workers: int, size_divisible: int,
-                    amp: Amp = FULL_PRECISION) -> list[dict[str, Any]]:
+                    amp: Amp = FULL_PRECISION, show_progress: bool = True
+                    ) -> list[dict[str, Any]]:
     """Detections of the images in ``batches`` (see :func:`image_detections`), batch order;
-    ``amp``: the precision of the forward passes."""
+    ``amp``: the precision of the forward passes; ``show_progress``: a bar on a terminal."""
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollate(size_divisible),
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     model.eval()
     results = []
-    for indices, batch in zip(batches, loader):
-        images, _ = model_inputs(batch, device)
-        with amp.autocast(device):
-            outputs = model(images, original_sizes=[t["orig_size"].tolist() for t in batch.targets],
-                            scales=[t["scale"].tolist() for t in batch.targets])
-        results.extend(image_detections(i, t, o) for i, t, o in zip(indices, batch.targets, outputs))
+    with progress(total=sum(len(b) for b in batches), desc="infer", unit="img",
+                  enabled=show_progress) as bar:
+        for indices, batch in zip(batches, loader):
+            images, _ = model_inputs(batch, device)
+            with amp.autocast(device):
+                outputs = model(images,
+                                original_sizes=[t["orig_size"].tolist() for t in batch.targets],
+                                scales=[t["scale"].tolist() for t in batch.targets])
+            results.extend(image_detections(i, t, o)
+                           for i, t, o in zip(indices, batch.targets, outputs))
+            bar.update(len(indices))
     return results
+
+
+def predict_grouped(model: torch.nn.Module, exp: Experiment, dataset: CrowdDataset,
+                    input_cfg: dict[str, Any], images_per_device: int | None,
+                    info: DistInfo) -> list[dict[str, Any]]:
+    """This rank's share of the detections of ``dataset`` (:func:`predict_dataset`), in
+    aspect-ratio-grouped batches of ``images_per_device`` images (None: the experiment's
+    ``train.infer_images_per_device``), with the experiment's workers and precision."""
+    batch_size = images_per_device or int(exp.train["infer_images_per_device"])
+    groups = aspect_ratio_groups(dataset.aspect_ratios(), input_cfg["aspect_ratio_bins"])
+    batches = inference_batches(groups, batch_size, rank=info.rank, world_size=info.world_size)
+    return predict_dataset(model, dataset, batches, device=info.device,
+                           num_workers=int(exp.train["num_workers"]),
+                           size_divisible=int(exp.model["input"]["size_divisibility"]),
+                           amp=Amp.from_train_settings(exp.train, info.device),
+                           show_progress=info.is_main)
+
+
+def detect_images(checkpoint: Path, images: Sequence[Path], *, device: str = "auto",
+                  images_per_device: int | None = None, source: Path | None = None
+                  ) -> tuple[str, list[dict[str, Any]]]:
+    """The detections of ``checkpoint`` on image files, one process (``lla detect``).
+
+    The images are resized with the checkpoint's own input settings. Returns the
+    checkpoint's experiment name and one dict per image, in ``images`` order
+    (:func:`image_detections`: boxes (D, 4) xywh in the image's pixels, scores (D,),
+    labels (D,), by decreasing score). A checkpoint that is not one,
+    or whose run diverged, and a file that is not an image are :class:`DataError`s;
+    ``source`` names the images' folder in messages.
+    """
+    state = ckpt.load_checkpoint(checkpoint)
+    record = checkpoint_divergence(state)
+    if record is not None:
+        raise DataError(checkpoint, f"the run diverged at iteration {record.get('iteration')} "
+                                    "(non-finite loss): no model to detect with")
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=pick_device(device))
+    model, exp = load_model(state, info.device)
+    dataset = CrowdDataset.from_images(images, exp.input, source=source or Path("."))
+    detections = predict_grouped(model, exp, dataset, exp.input, images_per_device, info)
+    return exp.name, sorted(detections, key=lambda d: d["index"])
 
 
 def coco_results(detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -147,27 +195,6 @@ def images_and_categories(json_path: Path, num_classes: int
     return images, category_names
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "infer", help="run a trained checkpoint over a split and write detections",
-        description="Detections of a checkpoint on one split: a COCO results json and "
-                    "optionally the CrowdHuman detection odgt. Works under torchrun.")
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="model_final.pt or a training checkpoint")
-    parser.add_argument("--split", default="val", help="split of the experiment's dataset (val)")
-    parser.add_argument("--out", type=Path, required=True, help="COCO results json to write")
-    parser.add_argument("--odgt-out", type=Path, help="also write the CrowdHuman detection odgt")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the checkpoint's)")
-    parser.add_argument("--data", type=Path, help="a converted dataset json instead of the split's")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--images-per-device", type=int,
-                        help="batch size per process (default: train.infer_images_per_device)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
     info = setup_distributed(args.device)
     try:
@@ -212,14 +239,8 @@ def infer(checkpoint: Path, out: Path, *, info: DistInfo, split: str = "val",
     json_path = data or layout.converted_json(load_params(params), profile, exp.dataset, split)
     dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
     images, category_names = images_and_categories(json_path, int(exp.model["num_classes"]))
-    batch_size = images_per_device or int(exp.train["infer_images_per_device"])
-    groups = aspect_ratio_groups(dataset.aspect_ratios(), input_cfg["aspect_ratio_bins"])
-    batches = inference_batches(groups, batch_size, rank=info.rank, world_size=info.world_size)
     start = time.perf_counter()
-    mine = predict_dataset(model, dataset, batches, device=info.device,
-                           num_workers=int(exp.train["num_workers"]),
-                           size_divisible=int(exp.model["input"]["size_divisibility"]),
-                           amp=Amp.from_train_settings(exp.train, info.device))
+    mine = predict_grouped(model, exp, dataset, input_cfg, images_per_device, info)
     gathered = all_gather_objects(mine, info)
     if info.is_main:
         detections = sorted((d for part in gathered for d in part), key=lambda d: d["index"])

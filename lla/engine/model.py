@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from lla.config import DEFAULT_PARAMS
+from lla.config import DEFAULT_PARAMS, deep_merge
 from lla.data.dataset import Batch
 from lla.engine.experiment import Experiment
 from lla.errors import DataError
@@ -74,10 +74,14 @@ class Amp:
 FULL_PRECISION = Amp(enabled=False, dtype=torch.float32)
 
 
-def build_model(exp: Experiment) -> torch.nn.Module:
-    """The detector of ``exp``, freshly initialised (a bad setting: :class:`DataError`)."""
+def build_model(exp: Experiment, pretrained: bool = True) -> torch.nn.Module:
+    """The detector of ``exp``, freshly initialised (a bad setting: :class:`DataError`).
+
+    ``pretrained=False`` leaves the backbone's ImageNet weights unread (a checkpoint's
+    weights replace them anyway)."""
+    model = exp.model if pretrained else deep_merge(exp.model, {"backbone": {"weights": None}})
     try:
-        return detector_from_config(exp.model)
+        return detector_from_config(model)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, DataError):
             raise
@@ -90,7 +94,7 @@ def build_model(exp: Experiment) -> torch.nn.Module:
 def load_model(state: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, Experiment]:
     """``(model on device in eval mode, its experiment)`` of a loaded checkpoint ``state``."""
     exp = Experiment.from_dict(state["config"])
-    model = build_model(exp)
+    model = build_model(exp, pretrained=False)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), exp
 

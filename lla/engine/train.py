@@ -1,6 +1,6 @@
 """`lla train`: train one experiment of params.yaml, in one process or under torchrun (DDP).
 
-    lla train --experiment NAME [--profile P] [--out DIR] [--resume auto|never|PATH]
+    lla train --experiment NAME [--profile P] [--out-dir DIR] [--resume auto|never|PATH]
     torchrun --nproc_per_node=8 -m lla.cli train --experiment NAME --profile paper
 
 The loop follows torchvision's detection references: one process per device, DDP from
@@ -17,11 +17,12 @@ RANK/LOCAL_RANK/WORLD_SIZE, rank 0 saves and logs, a non-finite loss aborts the 
 * Checkpoints every ``checkpoint_every`` iterations, at ``keep_checkpoints`` and at the end
   (:mod:`lla.engine.checkpoint`); ``--resume auto`` continues from the newest one. On the
   CPU a resumed run ends with weights bit-identical to an uninterrupted one.
-* SIGTERM / SIGUSR1: finish the current step, save, write ``<out>/preempted.json`` and exit
+* SIGTERM / SIGUSR1: finish the current step, save, write ``<out-dir>/preempted.json`` and exit
   with :data:`~lla.engine.signals.EXIT_REQUEUE` (75).
 * A NaN/inf loss term: save the state before that step (unless already saved), print
   which term at which iteration, exit 1. The bad step's weights are never saved.
-* Output: ``<out>/model_final.pt`` (weights + the resolved experiment), ``<out>/dvclive/``;
+* Output: ``<out-dir>/model_final.pt`` (weights + the resolved experiment),
+  ``<out-dir>/dvclive/``;
   with ``--infer-out`` also the final model's detections, written by
   :func:`lla.engine.infer.infer` in the same process group (no second process start).
 """
@@ -43,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from lla import layout
-from lla.config import DEFAULT_PARAMS, load_params, selected_profile
+from lla.config import load_params, selected_profile
 from lla.data.dataset import Batch, CrowdDataset, PadCollate
 from lla.data.sampler import GroupedBatchSampler, aspect_ratio_groups
 from lla.diverged import write_diverged_detections
@@ -252,7 +253,7 @@ class Trainer:
         if saved.get("model") != self.exp.model:
             raise DataError(path, f"checkpoint of a different model (experiment "
                                   f"'{saved.get('name')}', variant '{saved.get('variant')}'); "
-                                  f"use another --out or --resume never")
+                                  f"use another --out-dir or --resume never")
         differing = sorted(k for k in set(saved.get("train", {})) | set(self.exp.train)
                            if saved.get("train", {}).get(k) != self.exp.train.get(k))
         if differing and self.info.is_main:
@@ -460,60 +461,16 @@ def resume_checkpoint(out_dir: Path, resume: str) -> Path | None:
         if existing:
             raise DataError(existing[-1][1], "--resume never, but the output directory holds "
                                              "checkpoints of an earlier run; resume it "
-                                             "(--resume auto) or choose another --out")
+                                             "(--resume auto) or choose another --out-dir")
         return None
     return Path(resume)
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train one experiment of params.yaml (DDP under torchrun)",
-        description="Train one experiment. Under torchrun every process trains on its own "
-                    "device (DDP); without it one process uses one device. Exit codes: 0 done, "
-                    f"1 failed (e.g. a non-finite loss), 2 bad input, {EXIT_REQUEUE} stopped by "
-                    "SIGTERM/SIGUSR1 after saving a checkpoint (requeue and rerun to resume).")
-    parser.add_argument("--experiment", required=True, help="a key of the experiments block")
-    parser.add_argument("--profile", help="paper | official_code | mini | micro "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--data", type=Path,
-                        help="the converted training json (default: the experiment's dataset "
-                             "for the profile, under data_root)")
-    parser.add_argument("--out", type=Path,
-                        help="run directory (default: runs/<profile>/<experiment>)")
-    parser.add_argument("--resume", default="auto",
-                        help="auto: continue from the newest checkpoint in --out (default; a run whose "
-                             "settings changed starts afresh, its checkpoints moved to "
-                             "checkpoints.superseded/); never: start from scratch; or a "
-                             "checkpoint path")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA when available (default)")
-    parser.add_argument("--stop-after", type=int, metavar="ITER",
-                        help="stop after this many iterations (saving a checkpoint, exit 0); "
-                             "a later run resumes from there")
-    infer_group = parser.add_argument_group(
-        "inference after training",
-        "run `lla infer` on the final model in the same process(es) (saves a process start: "
-        "the pipeline's train job writes the detections too)")
-    infer_group.add_argument("--infer-out", type=Path, metavar="JSON",
-                             help="write the detections of the final model here (COCO results)")
-    infer_group.add_argument("--infer-split", default="val",
-                             help="split of the experiment's dataset to run on (default: val)")
-    infer_group.add_argument("--infer-data", type=Path, metavar="JSON",
-                             help="a converted dataset json instead of the split's")
-    parser.add_argument("--on-diverge", choices=("fail", "record"), default="fail",
-                        help="a non-finite loss: fail (exit 1, default) or record it (exit 0; "
-                             "model_final.pt with the last good weights marked 'diverged', "
-                             "--infer-out as {\"diverged\": ...}: the tables' \"—\")")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     exp = resolve_experiment(params, args.experiment, profile)
-    out_dir = args.out or layout.run_dir(profile, exp.name)
+    out_dir = args.out_dir or layout.run_dir(profile, exp.name)
     if args.stop_after is not None and args.stop_after < 1:
         raise DataError(args.params, f"--stop-after must be >= 1, got {args.stop_after}")
     info = setup_distributed(args.device)

@@ -17,6 +17,7 @@ from typing import Any
 
 from lla.assign import build_assigner
 from lla.config import DEFAULT_PARAMS, resolve_variant, variant_names  # noqa: F401 (re-exported)
+from lla.data import weights as pretrained
 from lla.errors import DataError
 from lla.models.anchors import AnchorGenerator
 from lla.models.backbone import build_backbone
@@ -28,8 +29,9 @@ from lla.models.postprocess import PostprocessConfig
 
 
 def build_detector(params: dict[str, Any], variant: str, profile: str | None = None) -> DenseDetector:
-    """Build the detector ``variant`` with the settings of ``profile`` (untrained)."""
-    cfg = resolve_variant(params, variant, profile)
+    """Build the detector ``variant`` with the settings of ``profile`` (untrained; ImageNet
+    weights are read from their local file, :mod:`lla.data.weights`)."""
+    cfg = pretrained.resolve(params, resolve_variant(params, variant, profile))
     record = f"models.variants.{variant}"
     try:
         return detector_from_config(cfg)

@@ -1,7 +1,7 @@
 """`lla report claims`: the paper's claims, checked on a run's results with the seeds' spread.
 
-    lla report claims --profile mini --results results/mini \\
-        --md results/mini/tables/claims.md --csv results/mini/tables/claims.csv
+    lla report claims --profile mini     # -> results/mini/tables/claims.{md,csv}
+    lla report claims --profile mini --results DIR --out-dir DIR
 
 ``params.yaml`` ``claims:`` holds one entry per claim sentence of the paper that its tables
 or figures quantify. Table cells come from the table frames
@@ -62,7 +62,7 @@ from typing import Any
 
 import pandas as pd
 
-from lla import layout
+from lla import layout, options
 from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text
@@ -539,28 +539,22 @@ def render_csv(verdicts: list[Verdict]) -> str:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "claims", help="the paper's claims checked on a run's results, with the seeds' spread",
+        "claims", parents=[tables.REPORT_OPTIONS],
+        help="the paper's claims checked on a run's results, with the seeds' spread",
         description="Check params.yaml `claims` on the run's tables, FPN-level and "
                     "visible-box analyses: our difference beside the paper's, their ratio, "
-                    "the standard error over seeds, a verdict.")
-    parser.add_argument("--profile", help="default: the top-level 'profile' of the params")
-    parser.add_argument("--results", type=Path,
-                        help="results directory holding metrics/, analysis/ and figure_data/ "
-                             "(default: results/<profile>)")
-    parser.add_argument("--md", type=Path, required=True, help="markdown to write")
-    parser.add_argument("--csv", type=Path, required=True, help="csv to write")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--paper-values", type=Path, default=tables.PAPER_VALUES,
-                        help="the paper's numbers (default: the packaged paper_values.yaml)")
+                    "the standard error over seeds, a verdict. Writes <out-dir>/claims.md and "
+                    "<out-dir>/claims.csv.")
+    options.add_out_dir(parser, "directory receiving claims.md and claims.csv",
+                        default="results/<profile>/tables")
     parser.set_defaults(func=run)
-
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     verdicts = check_claims(params, profile, args.results or layout.results(profile).root,
                             args.paper_values)
-    atomic_write_text(args.md, render_markdown(verdicts, profile))
-    atomic_write_text(args.csv, render_csv(verdicts))
+    out_dir = args.out_dir or layout.results(profile).tables_dir
+    atomic_write_text(layout.claims_file(out_dir, "md"), render_markdown(verdicts, profile))
+    atomic_write_text(layout.claims_file(out_dir, "csv"), render_csv(verdicts))
     return 0

@@ -1,7 +1,7 @@
 """`lla report paper`: one document with everything the pipeline reproduced.
 
-    lla report paper --profile mini --results results/mini --figures results/mini/figures \\
-        --out-md reports/mini/paper.md --out-html reports/mini/paper.html
+    lla report paper --profile mini     # -> reports/mini/paper.{md,html}
+    lla report paper --profile mini --results DIR --figures PNG... --out-dir DIR
 
 Sections, in order:
 
@@ -13,7 +13,8 @@ Sections, in order:
 3. **Tables 1-7**: every table of params.yaml ``tables``, from the same frames
    ``lla report table`` renders (:func:`lla.report.tables.load_table_frame`, read from the
    run's result jsons), with the dataset the table came from.
-4. **Figures**: the PNGs given with ``--figures`` (files, or directories: their PNGs), each
+4. **Figures**: the PNGs given with ``--figures`` (files, or directories: their PNGs;
+   default ``<results>/figures``), each
    with the caption of its figure number (the number in a name like ``fig3_levels.png``).
    The markdown links them (paths relative to the report); the HTML embeds them as base64
    data, so the HTML file stands alone.
@@ -52,9 +53,9 @@ from typing import Any
 
 import pandas as pd
 
-from lla import layout
+from lla import layout, options
 from lla.analysis import visible
-from lla.config import DEFAULT_PARAMS, dataset_source, deep_merge, load_params, selected_profile
+from lla.config import dataset_source, deep_merge, load_params, selected_profile
 from lla.data import registry
 from lla.errors import DataError
 from lla.io import atomic_write_text
@@ -338,24 +339,16 @@ def render_html(parts: list[Part]) -> str:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "paper", help="assemble the report: run facts, Tables 1-7, Figures 1-5, analyses",
-        description="Write reports/<profile>/paper.md and a standalone paper.html from the "
-                    "rendered tables, the figure PNGs and the visible-box analyses.")
-    parser.add_argument("--profile", help="the profile the results belong to "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--results", type=Path,
-                        help="results directory holding metrics/ and analysis/ "
-                             "(default: results/<profile>)")
-    parser.add_argument("--figures", type=Path, nargs="+", required=True, metavar="PATH",
-                        help="figure PNGs, or directories whose PNGs are the figures")
-    parser.add_argument("--out-md", type=Path, required=True, help="markdown report to write")
-    parser.add_argument("--out-html", type=Path, required=True, help="HTML report to write")
-    parser.add_argument("--paper-values", type=Path, default=report_tables.PAPER_VALUES,
-                        help="the paper's numbers (default: the packaged paper_values.yaml)")
+        "paper", parents=[report_tables.REPORT_OPTIONS],
+        help="assemble the report: run facts, Tables 1-7, Figures 1-5, analyses",
+        description="Write <out-dir>/paper.md and a standalone <out-dir>/paper.html from the "
+                    "results' tables, the figure PNGs and the visible-box analyses.")
+    parser.add_argument("--figures", type=Path, nargs="+", metavar="PATH",
+                        help="figure PNGs, or directories whose PNGs are the figures "
+                             "(default: <results>/figures)")
+    options.add_out_dir(parser, "directory receiving paper.md and paper.html",
+                        default="reports/<profile>")
     parser.set_defaults(func=run)
-
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
@@ -363,11 +356,13 @@ def run(args: argparse.Namespace) -> int:
     results = args.results or layout.results(profile).root
     tables = [load_table(params, profile, name, results, args.paper_values)
               for name in params.get("tables") or {}]
-    figures = load_figures(list(args.figures))
+    figures = load_figures(list(args.figures or [layout.Results(results).figures_dir]))
     settings, visible_rows = load_visible(params, profile, layout.Results(results).analysis_dir)
     claims = lla_claims.check_claims(params, profile, results, args.paper_values)
+    out_dir = args.out_dir or layout.report_dir(profile)
+    out_md = layout.report_file(out_dir, "md")
     parts = report_parts(run_facts(params, args.params, profile), tables, figures, settings,
-                         visible_rows, args.out_md, profile, claims)
-    atomic_write_text(args.out_md, render_markdown(parts))
-    atomic_write_text(args.out_html, render_html(parts))
+                         visible_rows, out_md, profile, claims)
+    atomic_write_text(out_md, render_markdown(parts))
+    atomic_write_text(layout.report_file(out_dir, "html"), render_html(parts))
     return 0

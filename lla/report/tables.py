@@ -1,7 +1,7 @@
 """`lla report table`: one of the paper's tables, the reproduced value next to the paper's.
 
-    lla report table table1 --profile mini --results results/mini \\
-        --md results/mini/tables/table1.md --csv results/mini/tables/table1.csv
+    lla report table table1 --profile mini     # -> results/mini/tables/table1.{md,csv}
+    lla report table table1 --profile mini --results DIR --out-dir DIR
 
 The layout of every table lives in ``params.yaml`` (``tables.<name>``: columns, rows and
 which experiment fills which cell); the paper's numbers in ``paper_values.yaml`` next to
@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from lla import layout
+from lla import layout, options
 from lla.config import DEFAULT_PARAMS, dataset_source, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text, read_json
@@ -78,6 +78,13 @@ def cell_experiments(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
 def table_experiments(params: dict[str, Any], name: str) -> list[str]:
     """The experiments a table reads, each once, in table order."""
     return list(dict.fromkeys(e for _, _, e in cell_experiments(table_spec(params, name))))
+
+
+def table_runs(params: dict[str, Any], profile: str) -> list[str]:
+    """Every run (run id, :mod:`lla.runs`) the tables read, each once, in table order."""
+    experiments = dict.fromkeys(e for table in params.get("tables") or {}
+                                for e in table_experiments(params, table))
+    return [run for experiment in experiments for run in run_ids(params, experiment, profile)]
 
 
 def result_path(results_dir: str | Path, source: str, experiment: str) -> Path:
@@ -323,25 +330,29 @@ def render_csv(cells: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------------------- CLI
 
+def _report_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, parents=[options.SETTINGS, options.RESULTS])
+    parser.add_argument("--paper-values", type=Path, default=PAPER_VALUES, metavar="FILE",
+                        help="the paper's numbers (default: the packaged paper_values.yaml)")
+    return parser
+
+
+REPORT_OPTIONS = _report_options()
+"""The inputs of the report commands that read the results and the paper's numbers:
+``--params --profile --results --paper-values``."""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "table", help="render one paper table (reproduced | paper | difference) as md + csv",
+        "table", parents=[REPORT_OPTIONS],
+        help="render one paper table (reproduced | paper | difference) as md + csv",
         description="Fill a table of params.yaml's `tables` block from the per-experiment "
-                    "result jsons and the paper's values.")
+                    "result jsons and the paper's values; write <out-dir>/<name>.md and "
+                    "<out-dir>/<name>.csv.")
     parser.add_argument("name", help="a key of the tables block (table1 ... table7)")
-    parser.add_argument("--profile", help="the profile the results belong to "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--results", type=Path,
-                        help="results directory holding metrics/ and analysis/ "
-                             "(default: results/<profile>)")
-    parser.add_argument("--md", type=Path, required=True, help="markdown table to write")
-    parser.add_argument("--csv", type=Path, required=True, help="csv table to write")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--paper-values", type=Path, default=PAPER_VALUES,
-                        help="the paper's numbers (default: the packaged paper_values.yaml)")
+    options.add_out_dir(parser, "directory receiving <name>.md and <name>.csv",
+                        default="results/<profile>/tables")
     parser.set_defaults(func=run)
-
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
@@ -350,6 +361,8 @@ def run(args: argparse.Namespace) -> int:
     results = args.results or layout.results(profile).root
     cells = load_table_frame(params, args.name, results, profile, args.paper_values)
     source = dataset_source(params, profile, spec["dataset"])
-    atomic_write_text(args.md, render_markdown(spec, cells, profile=profile, data_source=source))
-    atomic_write_text(args.csv, render_csv(cells))
+    out_dir = args.out_dir or layout.results(profile).tables_dir
+    atomic_write_text(layout.table_file(out_dir, args.name, "md"),
+                      render_markdown(spec, cells, profile=profile, data_source=source))
+    atomic_write_text(layout.table_file(out_dir, args.name, "csv"), render_csv(cells))
     return 0

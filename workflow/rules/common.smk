@@ -9,6 +9,8 @@ from lla import config as lla_config
 from lla import layout
 from lla import runs as lla_runs
 from lla.data import registry
+from lla.data import weights as lla_weights
+from lla.engine.experiment import resolve_experiment
 from lla.analysis import positives as lla_positives
 from lla.analysis import visible as lla_visible
 from lla.report import claims as lla_claims
@@ -36,10 +38,10 @@ wildcard_constraints:
 
 # --- data ------------------------------------------------------------------------------
 
-def converted_jsons(datasets=registry.names()):
-    """The converted jsons (train and val) of the selected profile's datasets."""
-    return [str(layout.converted_json(config, PROFILE, dataset, split))
-            for dataset in datasets for split in SPLITS]
+def converted_jsons(profile):
+    """The converted jsons (train and val) of every dataset of ``profile``."""
+    return [str(layout.converted_json(config, profile, dataset, split))
+            for dataset in registry.names() for split in SPLITS]
 
 
 def annotation_root(dataset):
@@ -73,6 +75,19 @@ def experiment_dataset(run):
 def experiment_json(run, profile, split):
     """The converted json of ``split`` of the run's dataset in ``profile``."""
     return str(layout.converted_json(config, profile, experiment_dataset(run), split))
+
+
+def pretrained_weights(run, profile):
+    """The weights file a run's backbone starts from (`weights: imagenet`: torchvision's file
+    under <data_root>/pretrained, lla.data.weights); none when it trains from scratch."""
+    path = lla_weights.pretrained_file(resolve_experiment(config, run, profile).model)
+    return [] if path is None else [path]
+
+
+def profile_pretrained_weights(profile):
+    """Every weights file the runs of ``profile`` start from: part of the `data` target, so
+    that what the training jobs read is fetched (and versioned by DVC's data stage) first."""
+    return sorted({path for run in table_runs(profile) for path in pretrained_weights(run, profile)})
 
 
 # --- resources (portable names; the slurm profile maps them to sbatch options) ---------
@@ -135,9 +150,7 @@ def all_table_outputs(profile):
 
 def table_runs(profile):
     """Every run (run id) the tables read, each once, in table order."""
-    experiments = dict.fromkeys(e for table in TABLES
-                                for e in lla_tables.table_experiments(config, table))
-    return [run for experiment in experiments for run in lla_runs.run_ids(config, experiment, profile)]
+    return lla_tables.table_runs(config, profile)
 
 
 def visible_outputs(profile):

@@ -1,6 +1,8 @@
 # Evaluation of the detections (written by the training job, see train.smk) with the
 # dataset's protocol (its evaluator and options: lla.data.registry), and the ambiguous
 # assignment ratio of trained models (Table 5).
+# The evaluators' defaults are what the tables read: CrowdHuman MR / AP / Recall / JI,
+# CityPersons MR per setup (COCO AP is opt-in and in no table).
 
 
 rule evaluate:

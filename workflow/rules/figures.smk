@@ -64,7 +64,7 @@ rule analyze_levels:
         "OMP_NUM_THREADS={threads} lla analyze levels --checkpoint {input.checkpoint}"
         " --profile {wildcards.profile} --split {params.fig3[split]} --data {input.data}"
         " --max-gts {params.fig3[max_gts]} --seed {params.fig3[seed]}"
-        " --out-csv {output.csv} --summary-csv {output.per_level} > {log} 2>&1"
+        " --out {output.csv} > {log} 2>&1"
 
 
 rule figure_levels:
@@ -84,7 +84,7 @@ rule figure_levels:
         CONDA_ENV
     shell:
         "lla report figure fig3 --profile {wildcards.profile} --results {params.results}"
-        " --out {output.png} --csv {output.csv} > {log} 2>&1"
+        " --out {output.png} > {log} 2>&1"
 
 
 rule figure:

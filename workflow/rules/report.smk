@@ -16,12 +16,13 @@ rule table:
     params:
         layout=lambda wc: config["tables"][wc.table],
         results_dir=lambda wc: str(layout.results(wc.profile).root),
+        tables_dir=lambda wc: str(layout.results(wc.profile).tables_dir),
     conda:
         CONDA_ENV
     shell:
         "lla report table {wildcards.table} --profile {wildcards.profile}"
         " --results {params.results_dir} --paper-values {input.paper_values}"
-        " --md {output.md} --csv {output.csv} > {log} 2>&1"
+        " --out-dir {params.tables_dir} > {log} 2>&1"
 
 
 # The paper report: run facts, the claims, Tables 1-7 (from the result jsons the tables
@@ -43,13 +44,14 @@ rule paper_report:
         layout.log("{profile}", "report", "paper"),
     params:
         results_dir=lambda wc: str(layout.results(wc.profile).root),
+        report_dir=lambda wc: str(layout.report_dir(wc.profile)),
     conda:
         CONDA_ENV
     shell:
         "lla report paper --profile {wildcards.profile} --params {input.settings}"
         " --results {params.results_dir} --figures {input.figures}"
         " --paper-values {input.paper_values}"
-        " --out-md {output.md} --out-html {output.html} > {log} 2>&1"
+        " --out-dir {params.report_dir} > {log} 2>&1"
 
 
 rule report:
@@ -92,8 +94,9 @@ rule claims:
     params:
         claims=config.get("claims", []),  # edits re-check
         results_dir=lambda wc: str(layout.results(wc.profile).root),
+        tables_dir=lambda wc: str(layout.results(wc.profile).tables_dir),
     conda:
         CONDA_ENV
     shell:
         "lla report claims --profile {wildcards.profile} --results {params.results_dir}"
-        " --paper-values {input.paper_values} --md {output.md} --csv {output.csv} > {log} 2>&1"
+        " --paper-values {input.paper_values} --out-dir {params.tables_dir} > {log} 2>&1"

@@ -12,6 +12,8 @@ rule train:
     input:
         train=lambda wc: experiment_json(wc.experiment, wc.profile, "train"),
         val=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
+        # ImageNet weights: fetched by a local job before any training job reads them
+        pretrained=lambda wc: pretrained_weights(wc.experiment, wc.profile),
     output:
         checkpoint=layout.final_checkpoint("{profile}", "{experiment}"),
         detections=RESULTS.detections("{experiment}"),
@@ -30,6 +32,6 @@ rule train:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --experiment {wildcards.experiment}"
-        " --profile {wildcards.profile} --data {input.train} --out {params.out_dir}"
+        " --profile {wildcards.profile} --data {input.train} --out-dir {params.out_dir}"
         " --infer-out {output.detections} --infer-data {input.val} --on-diverge record"
         " > {log} 2>&1"
