@@ -11,7 +11,7 @@ profile=P` and prints the wall time, the number of jobs, the load average before
 (the machine may be shared) and, per rule, the number of jobs and the summed job time from
 Snakemake's benchmark-free log (start/finish lines).
 
-Targets (issues 6 and 8): micro `all_tables` <= 5 min, mini `all` <= 90 min on 2 cores.
+Targets: micro `all_tables` <= 5 min, mini `all` <= 90 min on 2 cores.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Generation speed of synthcrowd (CrowdHuman flavour), including JPEG encode and write.
 
 Generates the same sample with 1 and with 2 worker processes and prints images/s.
-Target (issue 2): >= 25 images/s at 384 px on 2 cores. Usage:
+Target: >= 25 images/s at 384 px on 2 cores. Usage:
 
     .venv/bin/python benchmarks/synthcrowd_speed.py [--images 300] [--size 384] [--profile mini]
 """

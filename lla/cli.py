@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lla
-from lla.data import registry
+from lla import datasets
 from lla.errors import DataError
 
 EXIT_BAD_INPUT = 2
@@ -38,7 +38,7 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
              ("lla.data.synthcrowd", "lla.data.download", "lla.data.convert",
               "lla.data.stats", "lla.data.manifest", "lla.data.weights")),
     "eval": ("evaluate detections: CrowdHuman MR/AP/Recall/JI, CityPersons MR",
-             tuple(spec.evaluator for spec in registry.DATASETS.values())),
+             tuple(spec.evaluator for spec in datasets.DATASETS.values())),
     "analyze": ("analyses of trained models: AAR (Table 5), FPN levels (Fig. 3), positives "
                 "(Figs. 1, 2, 4), positives on the visible body",
                 ("lla.analysis.aar", "lla.analysis.fpn_levels", "lla.analysis.positives",

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from lla.data import registry
+from lla import datasets
 from lla.errors import DataError
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -222,8 +222,8 @@ def params_schema() -> dict[str, Any]:
     (``<name>__partial``) of every ``$defs`` entry."""
     schema = read_yaml(SCHEMA_PATH, "params schema")
     defs = schema["$defs"]
-    names = list(registry.names())
-    defs["split"] = {"enum": list(registry.SPLITS)}
+    names = list(datasets.names())
+    defs["split"] = {"enum": list(datasets.SPLITS)}
     defs["dataset_name"] = {"enum": names}
     defs["dataset_sources"] = {
         "type": "object", "required": names, "additionalProperties": False,
@@ -232,7 +232,7 @@ def params_schema() -> dict[str, Any]:
         schema["properties"][name] = {"$ref": "#/$defs/dataset_block"}
         schema["required"].append(name)
     scene = defs["synthcrowd_scene"]
-    for flavour in registry.synthcrowd_flavours():
+    for flavour in datasets.synthcrowd_flavours():
         extra = defs.get(f"synthcrowd_{flavour}", {})
         flavour_schema = copy.deepcopy(scene)
         flavour_schema["properties"].update(extra.get("properties", {}))

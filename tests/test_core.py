@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lla import cli, config, io
-from lla.data import registry
+from lla import datasets
 from lla.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_repository_params_define_every_profile_and_dataset():
     assert set(config.profile_names(params)) >= {"paper", "official_code", "mini", "micro"}
     assert params["profile"] in params["profiles"]
     for profile in config.profile_names(params):
-        for dataset in registry.names():
+        for dataset in datasets.names():
             assert config.dataset_source(params, profile, dataset) in config.DATA_SOURCES
 
 

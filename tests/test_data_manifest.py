@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from lla.cli import main
-from lla.data import archive, registry
+from lla import datasets
+from lla.data import archive
 
 ROOT = Path(__file__).resolve().parents[1]
 ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"   # sha256(b"abc")
@@ -36,7 +37,7 @@ def _facts(content: bytes) -> dict:
 def _converted(root: Path) -> dict:
     """Converted jsons of both splits under ``root``; their expected entries."""
     entries = {}
-    for split in registry.SPLITS:
+    for split in datasets.SPLITS:
         content = f'{{"split": "{split}"}}\n'.encode()
         _write(root / "converted" / f"{split}.json", content)
         entries[f"converted/{split}.json"] = _facts(content)
@@ -53,10 +54,10 @@ def _manifest(tmp_path: Path, profile: str, *extra: str) -> tuple[int, Path]:
 def _synthcrowd_micro(data: Path) -> dict:
     """Every file the manifest of `micro` lists, written by hand; the expected datasets block."""
     expected = {}
-    for dataset in registry.names():
+    for dataset in datasets.names():
         root = data / "synthcrowd" / "micro" / dataset
         raw = {}
-        for number, path in enumerate(registry.get(dataset).annotation_files(root)):
+        for number, path in enumerate(datasets.get(dataset).annotation_files(root)):
             content = f"{dataset} annotations {number}\n".encode()
             raw[Path(path).relative_to(root).as_posix()] = _facts(_write(Path(path), content)
                                                                    .read_bytes())

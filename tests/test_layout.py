@@ -1,4 +1,4 @@
-"""lla.layout (every pipeline path, one place) and lla.data.registry (every dataset, one
+"""lla.layout (every pipeline path, one place) and lla.datasets (every dataset, one
 place): the paths and names the rules and the commands share."""
 
 import re
@@ -8,7 +8,7 @@ import pytest
 
 from lla import layout
 from lla.config import load_params
-from lla.data import registry
+from lla import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,21 +77,21 @@ def test_rules_name_no_path_literal():
 def test_registry_specs_name_their_files_and_modules():
     import importlib
 
-    assert registry.names() == ("crowdhuman", "citypersons")
-    for name in registry.names():
-        spec = registry.get(name)
+    assert datasets.names() == ("crowdhuman", "citypersons")
+    for name in datasets.names():
+        spec = datasets.get(name)
         assert hasattr(importlib.import_module(spec.converter), "convert_split")
         assert hasattr(importlib.import_module(spec.evaluator), "add_parser")
-    crowdhuman, citypersons = registry.get("crowdhuman"), registry.get("citypersons")
+    crowdhuman, citypersons = datasets.get("crowdhuman"), datasets.get("citypersons")
     assert crowdhuman.annotation_files("d/ch") == ["d/ch/annotation_train.odgt",
                                                   "d/ch/annotation_val.odgt"]
     assert citypersons.annotation_files("d/cp", ("val",)) == ["d/cp/annotations/anno_val.mat"]
     for spec in (crowdhuman, citypersons):
         for path in spec.annotation_files("data/synthcrowd/{profile}/x"):
             assert spec.root_of(path) == "data/synthcrowd/{profile}/x"
-    assert registry.synthcrowd_flavours() == ("crowdhuman", "citypersons")
+    assert datasets.synthcrowd_flavours() == ("crowdhuman", "citypersons")
     with pytest.raises(ValueError, match="unknown dataset 'kitti' .*known: crowdhuman, citypersons"):
-        registry.get("kitti")
+        datasets.get("kitti")
 
 
 def test_commands_offer_the_registered_datasets(capsys):
@@ -101,4 +101,4 @@ def test_commands_offer_the_registered_datasets(capsys):
         with pytest.raises(SystemExit):
             cli.main(argv)
         out = capsys.readouterr().out
-        assert all(name in out for name in registry.names()), argv
+        assert all(name in out for name in datasets.names()), argv

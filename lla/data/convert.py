@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Sequence
 
 from lla import layout, options
-from lla.data import registry
+from lla import datasets
 from lla.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SPLITS = registry.SPLITS
+DEFAULT_SPLITS = datasets.SPLITS
 
 
 def output_path(out_dir: str | Path, split: str) -> Path:
@@ -40,7 +40,7 @@ def convert(dataset: str, root: str | Path, out_dir: str | Path,
     from lla.data.imagesize import CACHE_FILE_NAME, ImageSizeCache
     from lla.io import atomic_write_json
 
-    spec = registry.get(dataset)  # its converter: `convert_split(root, split, out_dir, sizes)`
+    spec = datasets.get(dataset)  # its converter: `convert_split(root, split, out_dir, sizes)`
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
         raise DataError(root, "dataset root is not a directory")
@@ -84,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "and line (odgt) or cell (mat); degenerate boxes (zero size, or entirely "
                     "outside the image) are dropped and counted in the log and in the json's "
                     "info.degenerate_dropped.")
-    parser.add_argument("dataset", choices=registry.names(), help="annotation format")
+    parser.add_argument("dataset", choices=datasets.names(), help="annotation format")
     parser.add_argument("--root", required=True, type=Path,
                         help="dataset directory in the official layout")
     options.add_out_dir(parser, "directory receiving <split>.json", default="<root>/converted")

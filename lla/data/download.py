@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lla import layout, options
-from lla.data import archive, registry
+from lla import datasets
+from lla.data import archive
 from lla.errors import DataError
 from lla.io import atomic_write_json, read_json
 
@@ -575,7 +576,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "directory and exits with status 1; rerun it after placing them.\n\n"
             "A token for a host (e.g. a gated Hugging Face dataset) is read from the\n"
             "environment variable named in <dataset>.download.auth_env (HF_TOKEN)."))
-    parser.add_argument("dataset", choices=registry.names(), help="which dataset")
+    parser.add_argument("dataset", choices=datasets.names(), help="which dataset")
     parser.add_argument("--root", metavar="DIR",
                         help="dataset directory (default: <dataset>.root in params, else <data_root>/<dataset>)")
     parser.add_argument("--only", action="append", metavar="NAME",

@@ -2,7 +2,7 @@
 
     lla data manifest --profile micro --out results/micro/data_manifest.json
 
-For every dataset of the profile (every dataset of :mod:`lla.data.registry`, as the
+For every dataset of the profile (every dataset of :mod:`lla.datasets`, as the
 workflow's ``data`` target converts them all) the manifest lists
 
 * ``raw``: the files the conversion starts from. A downloaded dataset: every file of
@@ -32,7 +32,8 @@ from typing import Any
 
 from lla import layout, options
 from lla.config import DEFAULT_PARAMS, dataset_source, load_params, selected_profile
-from lla.data import archive, download, registry
+from lla import datasets
+from lla.data import archive, download
 from lla.data.synthcrowd import MANIFEST as SYNTHCROWD_MANIFEST
 from lla.errors import DataError
 from lla.io import atomic_write_json, read_json
@@ -78,24 +79,24 @@ def _raw_files(params: dict[str, Any], profile: str, dataset: str, root: Path) -
         return {Path(spec.dest, spec.name).as_posix(): _downloaded_file(source, spec, verified)
                 for spec in source.files}
     names = [Path(p).relative_to(root).as_posix()
-             for p in registry.get(dataset).annotation_files(root)] + [SYNTHCROWD_MANIFEST]
+             for p in datasets.get(dataset).annotation_files(root)] + [SYNTHCROWD_MANIFEST]
     return {name: file_facts(root / name) for name in names}
 
 
 def build(params: dict[str, Any], profile: str) -> dict[str, Any]:
     """The manifest of ``profile`` (a json-ready mapping)."""
-    datasets = {}
-    for dataset in registry.names():
+    entries = {}
+    for dataset in datasets.names():
         root = layout.dataset_root(params, profile, dataset)
         converted = {}
-        for split in registry.SPLITS:
+        for split in datasets.SPLITS:
             path = layout.converted_json(params, profile, dataset, split)
             converted[path.relative_to(root).as_posix()] = file_facts(path)
-        datasets[dataset] = {"source": dataset_source(params, profile, dataset),
+        entries[dataset] = {"source": dataset_source(params, profile, dataset),
                              "root": root.as_posix(),
                              "raw": _raw_files(params, profile, dataset, root),
                              "converted": converted}
-    return {"version": VERSION, "profile": profile, "datasets": datasets}
+    return {"version": VERSION, "profile": profile, "datasets": entries}
 
 
 def write(params: dict[str, Any], profile: str, out: str | Path) -> dict[str, Any]:

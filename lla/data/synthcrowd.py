@@ -53,15 +53,15 @@ import numpy as np
 
 from lla import layout, options
 from lla.console import progress
-from lla.data import registry
+from lla import datasets
 from lla.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# The dataset layouts synthcrowd draws (lla.data.registry); a flavour's index in this
+# The dataset layouts synthcrowd draws (lla.datasets); a flavour's index in this
 # tuple is part of its images' seeds.
-FLAVOURS = registry.synthcrowd_flavours()
-SPLITS = registry.SPLITS
+FLAVOURS = datasets.synthcrowd_flavours()
+SPLITS = datasets.SPLITS
 GENERATOR_VERSION = 1          # bump when the drawing changes: invalidates old manifests
 MANIFEST = "synthcrowd_manifest.json"
 # CityPersons' "aligned" full boxes have a fixed width/height ratio (protocol constant).
@@ -702,7 +702,7 @@ def generate_one(settings: SynthSettings, root: Path, job: tuple[str, str, int])
 
 
 def _annotation_paths(root: Path, flavour: str) -> list[Path]:
-    return [Path(p) for p in registry.get(flavour).annotation_files(root, SPLITS)]
+    return [Path(p) for p in datasets.get(flavour).annotation_files(root, SPLITS)]
 
 
 def _is_up_to_date(root: Path, flavour: str, fingerprint: str) -> bool:

@@ -56,7 +56,7 @@ import pandas as pd
 from lla import layout, options
 from lla.analysis import visible
 from lla.config import dataset_source, deep_merge, load_params, selected_profile
-from lla.data import registry
+from lla import datasets
 from lla.errors import DataError
 from lla.io import atomic_write_text
 from lla.report import claims as lla_claims
@@ -157,7 +157,7 @@ def run_facts(params: dict[str, Any], params_path: Path, profile: str) -> list[t
     description = ((params.get("profiles") or {}).get(profile) or {}).get("description", "")
     return [
         ("profile", f"`{profile}`" + (f": {description}" if description else "")),
-        ("datasets", "; ".join(dataset_text(params, profile, r) for r in registry.names())),
+        ("datasets", "; ".join(dataset_text(params, profile, r) for r in datasets.names())),
         ("code", f"git commit `{state.commit}`{tree}"),
         ("params.yaml", f"sha256 `{file_sha256(params_path)}` (the file's bytes)"),
         ("resolved settings", f"sha256 `{settings_sha256(params, profile)}` (the settings of "

@@ -1,6 +1,6 @@
 # Names shared by the rules. Every path comes from lla.layout (the commands' defaults read
 # the same module, so a rule and the command it runs cannot disagree on a file), the
-# datasets from lla.data.registry, what each job asks of the machine from params.yaml
+# datasets from lla.datasets, what each job asks of the machine from params.yaml
 # `resources`, and which experiments each table and figure reads from lla.report.
 
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 from lla import config as lla_config
 from lla import layout
 from lla import runs as lla_runs
-from lla.data import registry
+from lla import datasets
 from lla.data import weights as lla_weights
 from lla.engine.experiment import resolve_experiment
 from lla.analysis import positives as lla_positives
@@ -18,7 +18,7 @@ from lla.report import figures as lla_figures
 from lla.report import tables as lla_tables
 
 PROFILE = config["profile"]
-SPLITS = registry.SPLITS
+SPLITS = datasets.SPLITS
 TABLES = list(config["tables"])  # table1 ... table7: one target each
 # The files of a profile's results as patterns of the `{profile}` wildcard:
 # RESULTS.metrics("{experiment}") is "results/{profile}/metrics/{experiment}.json".
@@ -32,7 +32,7 @@ CONDA_ENV = "../../environment.yml" if Path(workflow.basedir, "environment.yml")
 wildcard_constraints:
     profile="[A-Za-z0-9_]+",
     experiment="[A-Za-z0-9_]+",
-    dataset="|".join(registry.names()),
+    dataset="|".join(datasets.names()),
     table="table[0-9]+",
 
 
@@ -41,21 +41,21 @@ wildcard_constraints:
 def converted_jsons(profile):
     """The converted jsons (train and val) of every dataset of ``profile``."""
     return [str(layout.converted_json(config, profile, dataset, split))
-            for dataset in registry.names() for split in SPLITS]
+            for dataset in datasets.names() for split in SPLITS]
 
 
 def annotation_root(dataset):
     """A params function: the dataset root of a rule's outputs, the dataset's annotation files."""
-    return lambda wc, output: registry.get(dataset).root_of(output[0])
+    return lambda wc, output: datasets.get(dataset).root_of(output[0])
 
 
 def dataset_of_root(root):
     """The dataset whose directory ``root`` is (a download root, or a synthcrowd folder
     named after its dataset)."""
-    for dataset in registry.names():
+    for dataset in datasets.names():
         if root == str(layout.download_root(config, dataset)) or Path(root).name == dataset:
             return dataset
-    raise ValueError(f"{root}: not the directory of a dataset of lla.data.registry")
+    raise ValueError(f"{root}: not the directory of a dataset of lla.datasets")
 
 
 # --- experiments and their runs ------------------------------------------------------
@@ -68,7 +68,7 @@ def experiment_spec(run):
 
 
 def experiment_dataset(run):
-    """The dataset (a name of lla.data.registry) a run trains and tests on."""
+    """The dataset (a name of lla.datasets) a run trains and tests on."""
     return experiment_spec(run)["dataset"]
 
 

@@ -1,13 +1,13 @@
 # Data: the official datasets (download) or synthcrowd (generated), then conversion to the
 # dataset json every later step reads. The datasets, their annotation files, converters
-# and synthcrowd flavours: lla.data.registry; where they live: lla.layout.
+# and synthcrowd flavours: lla.datasets; where they live: lla.layout.
 
 
 rule synth_data:
     """Generate synthcrowd for a profile in the layout of every dataset it draws."""
     output:
-        [path for dataset in registry.synthcrowd_flavours()
-         for path in registry.get(dataset).annotation_files(
+        [path for dataset in datasets.synthcrowd_flavours()
+         for path in datasets.get(dataset).annotation_files(
             layout.synthcrowd_dir(config, "{profile}") / dataset)],
     log:
         layout.log("{profile}", "synth_data"),
@@ -28,13 +28,13 @@ rule synth_data:
 # itself; what it cannot fetch needs a person (a file placed by hand, which its message names),
 # so Snakemake does not retry it (`retries: 0` overrides a profile's `retries`) and the message
 # reaches the console through the failed job's log (`show-failed-logs` in both profiles).
-for _dataset in registry.names():
+for _dataset in datasets.names():
 
     rule:
         name:
             f"download_{_dataset}"
         output:
-            registry.get(_dataset).annotation_files(layout.download_root(config, _dataset)),
+            datasets.get(_dataset).annotation_files(layout.download_root(config, _dataset)),
         log:
             layout.log(None, f"download_{_dataset}"),
         params:
@@ -75,7 +75,7 @@ for _backbone, _depth in lla_weights.BACKBONES.items():
 rule convert_data:
     """Official annotations -> one dataset json per split."""
     input:
-        lambda wc: registry.get(dataset_of_root(wc.root)).annotation_files(wc.root),
+        lambda wc: datasets.get(dataset_of_root(wc.root)).annotation_files(wc.root),
     output:
         [str(layout.converted_dir("{root}") / f"{split}.json") for split in SPLITS],
     log:

@@ -1,5 +1,5 @@
 # Evaluation of the detections (written by the training job, see train.smk) with the
-# dataset's protocol (its evaluator and options: lla.data.registry), and the ambiguous
+# dataset's protocol (its evaluator and options: lla.datasets), and the ambiguous
 # assignment ratio of trained models (Table 5).
 # The evaluators' defaults are what the tables read: CrowdHuman MR / AP / Recall / JI,
 # CityPersons MR per setup (COCO AP is opt-in and in no table).
@@ -16,7 +16,7 @@ rule evaluate:
         layout.log("{profile}", "evaluate", "{experiment}"),
     params:
         evaluator=lambda wc: experiment_dataset(wc.experiment),
-        options=lambda wc: " ".join(registry.get(experiment_dataset(wc.experiment)).eval_options),
+        options=lambda wc: " ".join(datasets.get(experiment_dataset(wc.experiment)).eval_options),
     conda:
         CONDA_ENV
     shell:
