@@ -42,9 +42,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lla import layout, options
+from lla import datasets, layout, options
 from lla.config import dataset_source, load_params, section, selected_profile
-from lla.data import registry
 from lla.data.transforms import resized_size
 from lla.engine.experiment import Experiment, experiment_names, resolve_experiment
 from lla.errors import DataError
@@ -203,19 +202,19 @@ class Smoke:
         log = self.log(log_name)
         return run_step(self.lla(*args), cwd=self.workdir, env=self.env, log=log), log
 
-    def prepare_data(self, datasets: Sequence[str]) -> None:
+    def prepare_data(self, dataset_names: Sequence[str]) -> None:
         """Generate synthcrowd in the datasets' official layouts and convert it (DataError
         naming the log when a command fails)."""
-        for dataset in datasets:
+        for dataset in dataset_names:
             if dataset_source(self.params, self.profile, dataset) != "synthcrowd":
                 raise DataError(self.params_path, f"profile '{self.profile}' reads the downloaded "
                                                   f"{dataset}; the smoke runs on synthcrowd only",
                                 record=f"profiles.{self.profile}.datasets.{dataset}")
         synth = layout.synthcrowd_dir(self.params, self.profile)
-        only = ["--only", datasets[0]] if len(datasets) == 1 else []
+        only = ["--only", dataset_names[0]] if len(dataset_names) == 1 else []
         steps = [("synth", ["data", "synth", "--profile", self.profile, "--out-dir", str(synth),
                             "--params", str(self.params_path), *only])]
-        for dataset in datasets:
+        for dataset in dataset_names:
             root = layout.dataset_root(self.params, self.profile, dataset)
             steps.append((f"convert_{dataset}", ["data", "convert", dataset, "--root", str(root),
                                                  "--out-dir", str(layout.converted_dir(root))]))
@@ -253,7 +252,7 @@ class Smoke:
                       "--split", "val", "--out", str(detections), "--profile", self.profile,
                       "--params", str(self.params_path)],
             "eval": ["eval", exp.dataset, "--gt", str(val_json), "--dt", str(detections),
-                     "--out", str(metrics), *registry.get(exp.dataset).eval_options],
+                     "--out", str(metrics), *datasets.get(exp.dataset).eval_options],
         }
         for kind, args in steps.items():
             step, log = self.run(f"{name}.{kind}", *args)
@@ -368,10 +367,10 @@ def smoke(runner: Smoke, names: Sequence[str], *, total: int) -> int:
           f"experiments, {train['images_per_device']} image(s) per iteration, "
           f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"load average {load_average()}", flush=True)
-    datasets = list(dict.fromkeys(resolve_experiment(runner.params, name, runner.profile).dataset
-                                  for name in names))
-    runner.prepare_data(datasets)
-    print(f"data: {', '.join(datasets)} generated and converted in "
+    dataset_names = list(dict.fromkeys(
+        resolve_experiment(runner.params, name, runner.profile).dataset for name in names))
+    runner.prepare_data(dataset_names)
+    print(f"data: {', '.join(dataset_names)} generated and converted in "
           f"{time.perf_counter() - start:.0f} s (work directory {runner.workdir})", flush=True)
     print(header(), flush=True)
     failed = []
