@@ -228,8 +228,8 @@ class BackboneFPN(nn.Module):
         return list(self.fpn(named).values())
 
 
-def build_backbone(cfg: dict, *, p6p7_source: str, out_channels: int) -> BackboneFPN:
-    """Backbone from the ``models.*.backbone`` config.
+def build_body(cfg: dict) -> nn.Module:
+    """The body (C3, C4, C5) of the ``models.*.backbone`` config.
 
     ``cfg`` keys: ``name`` ("resnet50", "resnet101", "tiny"), ``norm``, ``gn_groups``,
     ``weights`` (ResNet: null, a path or "imagenet"), ``frozen_stages`` (ResNet),
@@ -239,19 +239,23 @@ def build_backbone(cfg: dict, *, p6p7_source: str, out_channels: int) -> Backbon
     """
     name = cfg["name"]
     if name.startswith("resnet"):
-        body = resnet_body(depth=int(name[len("resnet"):]), norm=cfg.get("norm", "frozen_bn"),
+        return resnet_body(depth=int(name[len("resnet"):]), norm=cfg.get("norm", "frozen_bn"),
                            weights=cfg.get("weights"), frozen_stages=cfg.get("frozen_stages", 1),
                            gn_groups=cfg.get("gn_groups", 32))
-    elif name == "tiny":
+    if name == "tiny":
+        depth = cfg.get("depth", 50)
         blocks = cfg.get("blocks_per_stage", 1)
         if isinstance(blocks, dict):
-            depth = cfg.get("depth", 50)
             if depth not in blocks:
                 raise ValueError(f"tiny backbone: blocks_per_stage has no entry for depth {depth} "
                                  f"(has: {', '.join(map(str, blocks))})")
             blocks = blocks[depth]
         body = TinyBody(widths=cfg["widths"], blocks_per_stage=int(blocks),
                         norm=cfg.get("norm", "gn"), gn_groups=cfg.get("gn_groups", 8))
-    else:
-        raise ValueError(f"unknown backbone {name!r} (known: resnet50, resnet101, tiny)")
-    return BackboneFPN(body, out_channels, p6p7_source)
+        return body
+    raise ValueError(f"unknown backbone {name!r} (known: resnet50, resnet101, tiny)")
+
+
+def build_backbone(cfg: dict, *, p6p7_source: str, out_channels: int) -> BackboneFPN:
+    """Backbone from the ``models.*.backbone`` config: :func:`build_body` + the FPN."""
+    return BackboneFPN(build_body(cfg), out_channels, p6p7_source)
