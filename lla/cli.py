@@ -34,6 +34,8 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
 TOP_LEVEL_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train one experiment of params.yaml (DDP under torchrun)", "lla.engine.train"),
     "infer": ("run a trained checkpoint over a split and write detections", "lla.engine.infer"),
+    "pretrain": ("pretrain the tiny backbone body on person/background crops",
+                 "lla.engine.pretrain"),
 }
 
 

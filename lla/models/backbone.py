@@ -28,6 +28,8 @@ from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from lla.errors import DataError
+
 RESNET_BUILDERS = {50: (resnet.resnet50, resnet.ResNet50_Weights.IMAGENET1K_V1),
                    101: (resnet.resnet101, resnet.ResNet101_Weights.IMAGENET1K_V1)}
 # ``weights: imagenet`` in params.yaml means "fetch through torchvision's weights API".
@@ -232,7 +234,8 @@ def build_body(cfg: dict) -> nn.Module:
     """The body (C3, C4, C5) of the ``models.*.backbone`` config.
 
     ``cfg`` keys: ``name`` ("resnet50", "resnet101", "tiny"), ``norm``, ``gn_groups``,
-    ``weights`` (ResNet: null, a path or "imagenet"), ``frozen_stages`` (ResNet),
+    ``weights`` (ResNet: null, a path or "imagenet"; tiny: null or a file written by
+    ``lla pretrain``, or a mapping ``{depth: file}``), ``frozen_stages`` (ResNet),
     ``widths`` / ``blocks_per_stage`` (tiny). The tiny body's ``blocks_per_stage`` may map
     the backbone ``depth`` to a block count (``{50: 1, 101: 2}``), so an experiment that
     asks for a deeper backbone (the paper's ResNet-101 rows) gets a deeper tiny body too.
@@ -252,8 +255,39 @@ def build_body(cfg: dict) -> nn.Module:
             blocks = blocks[depth]
         body = TinyBody(widths=cfg["widths"], blocks_per_stage=int(blocks),
                         norm=cfg.get("norm", "gn"), gn_groups=cfg.get("gn_groups", 8))
+        weights = cfg.get("weights")
+        if isinstance(weights, dict):
+            weights = weights.get(depth)
+        if weights:
+            load_body_weights(body, weights)
         return body
     raise ValueError(f"unknown backbone {name!r} (known: resnet50, resnet101, tiny)")
+
+
+#: ``format`` of the body files written by ``lla pretrain`` (lla.engine.pretrain).
+PRETRAINED_BODY_FORMAT = "lla-pretrained-body-1"
+
+
+def load_body_weights(body: nn.Module, path: str | Path) -> None:
+    """Load a body state dict saved by ``lla pretrain`` (``{"format", "body", ...}``) into
+    ``body``; every key must match (same widths, blocks and norm)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "backbone weights file not found (models.backbone.weights in "
+                              "params.yaml; made by lla pretrain)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != PRETRAINED_BODY_FORMAT:
+        raise DataError(path, f"not a body file of lla pretrain (format {PRETRAINED_BODY_FORMAT})")
+    own, saved = body.state_dict(), state["body"]
+    missing = [key for key in own if key not in saved]
+    unexpected = [key for key in saved if key not in own]
+    shapes = [key for key in saved if key in own and own[key].shape != saved[key].shape]
+    if missing or unexpected or shapes:
+        raise DataError(path, f"the pretrained body does not fit this backbone (missing keys "
+                              f"{missing[:3]}, unexpected {unexpected[:3]}, other shapes "
+                              f"{shapes[:3]}): pretrain with the same widths, blocks_per_stage "
+                              "and norm")
+    body.load_state_dict(saved)
 
 
 def build_backbone(cfg: dict, *, p6p7_source: str, out_channels: int) -> BackboneFPN:
