@@ -10,12 +10,13 @@ import torch
 
 from lla.assign import NEGATIVE, FreeAnchorAssigner, NoisyAnchorAssigner, anchor_bags, build_assigner
 from lla.assign.base import Assignment
-from lla.assign.pisa import ReweightConfig, carl_weights, iou_hierarchical_local_rank, isr_p_weights
 from lla.config import load_params
 from lla.models import build_detector, resolve_variant, variant_names
 from lla.models.box_coders import DeltaBoxCoder
-from lla.models.free_anchor import mean_max, positive_bag_loss, positive_probability
-from lla.models.losses import ImageTargets, LossConfig, dense_detection_loss, soft_sigmoid_focal_loss
+from lla.models.losses import ImageTargets, LossConfig, dense_detection_loss
+from lla.models.losses.classification import soft_sigmoid_focal_loss
+from lla.models.losses.free_anchor import mean_max, positive_bag_loss, positive_probability
+from lla.models.losses.pisa import ReweightConfig, carl_weights, iou_hierarchical_local_rank, isr_p_weights
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
 LN2 = math.log(2.0)
@@ -273,3 +274,15 @@ def test_table6_baseline_variants_are_defined_as_the_paper_runs_them():
     assert paa["assigner"]["name"] == "paa" and paa["loss"]["box_weight"] == 1.3
     assert resolve_variant(PARAMS, "freeanchor", "paper")["loss"]["mode"] == "free_anchor"
     assert resolve_variant(PARAMS, "pisa", "paper")["loss"]["isr"] == {"k": 2.0, "bias": 0.0}
+
+
+def test_centerness_baselines_divide_their_box_loss_as_the_released_code():
+    # The LLA authors' released FCOS and ATSS baselines divide the centerness-weighted box loss by
+    # the number of positives; PAA's released code divides its IoU-weighted one by the IoU sum.
+    for profile in ("paper", "official_code", "mini", "micro"):
+        for name in ("fcos_ctr", "atss_ctr"):
+            loss = resolve_variant(PARAMS, name, profile)["loss"]
+            assert (loss["box_weighting"], loss["box_weighting_normalizer"]) == ("centerness", "positives")
+        loss = resolve_variant(PARAMS, "paa", profile)["loss"]
+        assert (loss["box_weighting"], loss["box_weighting_normalizer"]) == ("iou", "weight_sum")
+    assert build_detector(PARAMS, "fcos_ctr", "micro").loss_cfg.box_weighting_normalizer == "positives"

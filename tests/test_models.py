@@ -11,12 +11,13 @@ import pytest
 import torch
 
 from lla.assign.base import IGNORED, NEGATIVE, Assignment
-from lla.models import losses as losses_module
 from lla.models.anchors import AnchorGenerator, cell_anchor_shapes, grid_centers
 from lla.models.box_coders import DeltaBoxCoder, LTRBBoxCoder
 from lla.models.heads import DenseHead, flatten_level
-from lla.models.losses import (ImageTargets, LossConfig, batch_normalizer, centerness_target,
-                               dense_detection_loss, elementwise_iou)
+from lla.models.losses import ImageTargets, LossConfig, dense_detection_loss
+from lla.models.losses import normalizer as normalizer_module
+from lla.models.losses.geometry import centerness_target, elementwise_iou
+from lla.models.losses.normalizer import batch_normalizer
 from lla.models.postprocess import PostprocessConfig, postprocess_image
 
 RETINA_SCALES = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
@@ -309,20 +310,49 @@ def test_centerness_target_and_loss():
     assert losses["loss_aux"].item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_centerness_weighted_box_loss():
-    # Anchors 0 and 1 both match GT 0. Anchor 0: point (5, 2.5), centerness c = sqrt(1/3),
-    # GIoU loss 0.5. Anchor 1: point (5, 5), centerness 1, predicts the GT exactly (loss 0).
+# Anchors 0 and 1 both match GT 0. Anchor 0: point (5, 2.5), centerness c = sqrt(1/3),
+# GIoU loss 0.5. Anchor 1: point (5, 5), centerness 1, predicts the GT exactly (loss 0).
+CTR_ANCHORS = torch.tensor([[5.0, 2.5, 5.0, 2.5], [5.0, 5.0, 5.0, 5.0], [25.0, 25.0, 25.0, 25.0]])
+CTR_PRED = torch.tensor([[[0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]])
+
+
+def test_centerness_weighted_box_loss_divided_by_the_centerness_sum():
     # Weighted: 2 * (0.5 c + 0 * 1) / (c + 1) = 0.366025; unweighted: 2 * (0.5 + 0) / 2 = 0.5.
-    anchors = torch.tensor([[5.0, 2.5, 5.0, 2.5], [5.0, 5.0, 5.0, 5.0], [25.0, 25.0, 25.0, 25.0]])
-    pred = torch.tensor([[[0.0, 0.0, 10.0, 5.0], [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]])
     c = math.sqrt(1 / 3)
-    weighted, norm = run_loss(LossConfig(box_weighting="centerness"), matched=(0, 0, 1),
-                              anchors=anchors, pred=pred)
-    plain, _ = run_loss(LossConfig(), matched=(0, 0, 1), anchors=anchors, pred=pred)
+    weighted, norm = run_loss(LossConfig(box_weighting="centerness", box_weighting_normalizer="weight_sum"),
+                              matched=(0, 0, 1), anchors=CTR_ANCHORS, pred=CTR_PRED)
+    plain, _ = run_loss(LossConfig(), matched=(0, 0, 1), anchors=CTR_ANCHORS, pred=CTR_PRED)
     assert weighted["loss_box"].item() == pytest.approx(2 * 0.5 * c / (c + 1), rel=1e-6)
     assert plain["loss_box"].item() == pytest.approx(0.5, rel=1e-6)
     assert norm.item() == 2.0                         # the cls term still divides by positives
     assert weighted["loss_cls"].item() == plain["loss_cls"].item()
+
+
+def test_centerness_weighted_box_loss_divided_by_the_positives():
+    # The authors' form: 2 * (0.5 c + 0 * 1) / 2 positives = 0.5 c = 0.288675.
+    c = math.sqrt(1 / 3)
+    weighted, norm = run_loss(LossConfig(box_weighting="centerness", box_weighting_normalizer="positives"),
+                              matched=(0, 0, 1), anchors=CTR_ANCHORS, pred=CTR_PRED)
+    assert weighted["loss_box"].item() == pytest.approx(0.5 * c, rel=1e-6)
+    assert norm.item() == 2.0
+    assert LossConfig().box_weighting_normalizer == "positives"
+    # It divides by the same normaliser as the other terms, "matched" included: the anchor on
+    # the ignore GT makes it 3 -> 2 * 0.5 c / 3.
+    matched, norm = run_loss(LossConfig(box_weighting="centerness", normalizer="matched"),
+                             matched=(0, 0, 1), anchors=CTR_ANCHORS, pred=CTR_PRED)
+    assert norm.item() == 3.0
+    assert matched["loss_box"].item() == pytest.approx(2 * 0.5 * c / 3, rel=1e-6)
+
+
+def test_iou_weighted_box_loss_by_either_normalizer():
+    # PAA's weighting: anchor 0's prediction has IoU 0.5 (GIoU loss 0.5), anchor 1's IoU 1 (loss 0).
+    # weight_sum: 2 * (0.5 * 0.5 + 0 * 1) / (0.5 + 1) = 1/3; positives: 2 * 0.25 / 2 = 0.25.
+    by_sum, _ = run_loss(LossConfig(box_weighting="iou", box_weighting_normalizer="weight_sum"),
+                         matched=(0, 0, 1), anchors=CTR_ANCHORS, pred=CTR_PRED)
+    by_count, _ = run_loss(LossConfig(box_weighting="iou", box_weighting_normalizer="positives"),
+                           matched=(0, 0, 1), anchors=CTR_ANCHORS, pred=CTR_PRED)
+    assert by_sum["loss_box"].item() == pytest.approx(1 / 3, rel=1e-6)
+    assert by_count["loss_box"].item() == pytest.approx(0.25, rel=1e-6)
 
 
 def test_per_anchor_weights_scale_their_terms():
@@ -355,9 +385,9 @@ def test_normalizer_is_all_reduced_once_per_batch(monkeypatch):
         calls.append(tensor.item())
         tensor.add_(3.0)
 
-    monkeypatch.setattr(losses_module.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(losses_module.dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(losses_module.dist, "all_reduce", fake_all_reduce)
+    monkeypatch.setattr(normalizer_module.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(normalizer_module.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(normalizer_module.dist, "all_reduce", fake_all_reduce)
     assignment = Assignment(matched_gt=torch.tensor([0, NEGATIVE, 1]))
     _, norm = dense_detection_loss(
         cls_logits=torch.zeros(2, 3, 1), box_out=PRED_BOXES.repeat(2, 1, 1),
@@ -368,16 +398,23 @@ def test_normalizer_is_all_reduced_once_per_batch(monkeypatch):
     assert calls == [2.0]
     assert norm.item() == 2.5
     assert batch_normalizer(torch.tensor(0.0)).item() == 1.5   # (0 + 3) / 2
-    # Centerness weighting sends the positive count and the centerness sum in the same
-    # single all-reduce: a 2-vector, one call.
+    # Centerness weighting divided by the centerness sum sends the positive count and that
+    # sum in the same single all-reduce: a 2-vector, one call.
     calls.clear()
-    monkeypatch.setattr(losses_module.dist, "all_reduce",
+    monkeypatch.setattr(normalizer_module.dist, "all_reduce",
                         lambda t: calls.append(t.tolist()) or t.add_(3.0))
     dense_detection_loss(
         cls_logits=torch.zeros(1, 3, 1), box_out=PRED_BOXES, pred_boxes=PRED_BOXES,
         aux_logits=None, aux_kind=None, anchors=POINTS, targets=[TARGET], assignments=[assignment],
-        box_coder=LTRBBoxCoder(), cfg=LossConfig(box_weighting="centerness"))
+        box_coder=LTRBBoxCoder(), cfg=LossConfig(box_weighting="centerness", box_weighting_normalizer="weight_sum"))
     assert calls == [pytest.approx([1.0, math.sqrt(1 / 3)])]
+    # Divided by the positives, it needs the count only: one scalar all-reduce.
+    calls.clear()
+    dense_detection_loss(
+        cls_logits=torch.zeros(1, 3, 1), box_out=PRED_BOXES, pred_boxes=PRED_BOXES,
+        aux_logits=None, aux_kind=None, anchors=POINTS, targets=[TARGET], assignments=[assignment],
+        box_coder=LTRBBoxCoder(), cfg=LossConfig(box_weighting="centerness", box_weighting_normalizer="positives"))
+    assert calls == [1.0]
 
 
 def test_loss_config_rejects_unknown_names():
@@ -385,6 +422,8 @@ def test_loss_config_rejects_unknown_names():
         LossConfig(box="l2")
     with pytest.raises(ValueError, match="loss.normalizer"):
         LossConfig(normalizer="anchors")
+    with pytest.raises(ValueError, match="loss.box_weighting_normalizer must be one of"):
+        LossConfig(box_weighting="centerness", box_weighting_normalizer="centerness_sum")
 
 
 def test_elementwise_iou_handles_degenerate_boxes():

@@ -1,7 +1,7 @@
 """FreeAnchor's geometry side (Zhang et al., NeurIPS 2019; method.md section 4).
 
 FreeAnchor has no hard assignment: every GT gets a *bag* of the ``bag_size`` (50)
-anchors of highest IoU with it, and the loss (:mod:`lla.models.free_anchor`) lets the
+anchors of highest IoU with it, and the loss (:mod:`lla.models.losses.free_anchor`) lets the
 network pick, through the mean-max of the bag, which of them explains the GT. This
 module supplies what does not depend on predictions:
 

@@ -15,9 +15,9 @@ CVPR 2020; method.md section 4) on RetinaNet.
    have mean weight 1 -- cleaner anchors count more.
 
 Defaults alpha = 0.75, gamma = 1 and topk = 50 are our reading of the paper (see
-README.md, "Label assigners"). The result is a :class:`SoftLabelAssignment`: the usual
-:class:`Assignment` (weights set) plus ``soft_labels``, which the one loss path uses as
-the positives' targets.
+docs/models.md, "Noisy Anchor"). The result is a :class:`SoftLabelAssignment`: the usual
+:class:`Assignment` (weights set) plus ``soft_labels``, which the classification term
+(:mod:`lla.models.losses.classification`) uses as the positives' targets.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Inputs:
         ``labels`` (n,) int64 (optional; default 0 = person).
 
 Outputs:
-    training: a dict of scalar losses ``loss_cls``, ``loss_box`` [, ``loss_aux``]
+    training: a dict of scalar losses ``loss_cls``, ``loss_box`` [, ``loss_carl``][, ``loss_aux``]
         (plus :class:`TrainingDiagnostics` with ``return_assignments=True``);
     inference: one dict per image ``boxes`` (D, 4) xyxy in original-image pixels,
         ``scores`` (D,), ``labels`` (D,). Pass the dataset's ``orig_size`` and ``scale`` as

@@ -16,7 +16,8 @@ Two re-weightings of the positives of a max-IoU RetinaNet, computed over the bat
   *with* gradient (so regression quality trains the classifier), and the w_i rescaled
   to sum to the number of positives.
 
-The loss path (:func:`lla.models.losses.dense_detection_loss`) applies both when the
+:func:`~lla.models.losses.dense_detection_loss` applies ISR-P through
+:func:`isr_p_reweighted` and adds CARL's term :func:`carl_loss` (key ``loss_carl``) when the
 variant's ``loss`` block carries ``isr`` / ``carl`` settings.
 """
 
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from .batch import Positives
+from .normalizer import normalized_sum
 
 
 @dataclass(frozen=True)
@@ -117,3 +121,44 @@ def carl_weights(class_probs: Tensor, cfg: ReweightConfig = CARL_DEFAULT) -> Ten
         return class_probs.clone()
     weights = cfg.curve(class_probs)
     return weights * (class_probs.numel() / weights.sum())
+
+
+def isr_p_reweighted(cls_weights: Tensor, cls_losses: Tensor, positives: Positives,
+                     cfg: ReweightConfig) -> Tensor:
+    """Classification-row weights (R,) with the positives' rows multiplied by their ISR-P factors.
+
+    Args:
+        cls_weights: (R,) weights of the classification rows.
+        cls_losses: (R,) their focal losses (read detached).
+        positives: the batch's :class:`Positives` (rows, GTs, classes, prediction IoUs).
+        cfg: ISR-P ``{k, bias}``.
+
+    Returns:
+        A new (R,) tensor; ``cls_weights`` itself when the batch has no positive.
+    """
+    if not positives.cls_row.numel():
+        return cls_weights
+    rows = positives.cls_row
+    groups = positives.image * (int(positives.gt.max()) + 1) + positives.gt      # one id per GT of the batch
+    with torch.no_grad():
+        factors = isr_p_weights(positives.pred_iou, groups, positives.labels, cls_losses[rows].detach(), cfg,
+                                base_weights=cls_weights[rows])
+    cls_weights = cls_weights.clone()
+    cls_weights[rows] = cls_weights[rows] * factors
+    return cls_weights
+
+
+def carl_loss(cls_logits: Tensor, positives: Positives, box_losses: Tensor, cfg: ReweightConfig, *,
+              scale: float, normalizer: Tensor) -> Tensor:
+    """CARL's term ``scale * sum_i carl_i * box_loss_i * w_i / normalizer`` -> scalar.
+
+    Args:
+        cls_logits: (N, J, C) class logits (CARL's weights keep their gradient).
+        positives: the batch's :class:`Positives`.
+        box_losses: (P,) per-positive box losses.
+        cfg: CARL ``{k, bias}``.
+        scale: ``loss.box_weight``.
+        normalizer: scalar batch normaliser.
+    """
+    class_probs = torch.sigmoid(cls_logits[positives.image, positives.anchor, positives.labels])
+    return normalized_sum(scale, carl_weights(class_probs, cfg) * box_losses, positives.weights, normalizer)

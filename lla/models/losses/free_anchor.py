@@ -1,7 +1,9 @@
 """FreeAnchor's bag losses (Zhang et al., NeurIPS 2019; method.md section 4).
 
-Selected by ``loss.mode: free_anchor``; :func:`lla.models.losses.dense_detection_loss`
-dispatches here, so the detector keeps its one forward pass and one loss entry point.
+Selected by ``loss.mode: free_anchor``; :func:`~lla.models.losses.dense_detection_loss`
+dispatches here, so the detector keeps its one forward pass and one loss entry point. The
+assignment side -- the bags and the anchors left out for ignore boxes -- is
+:mod:`lla.assign.freeanchor`; this module holds the losses.
 
 For each non-ignore GT i with bag A_i (:func:`lla.assign.freeanchor.anchor_bags`, the
 ``bag_size`` anchors of highest IoU):
@@ -38,9 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lla.assign.base import Assignment
 from lla.assign.freeanchor import DEFAULT_BAG_SIZE, anchor_bags
 from lla.assign.geometry import pairwise_iou
 from lla.assign.matcher import DEFAULT_CHUNK_ELEMENTS, gt_chunks
+
+from .batch import ImageTargets
+from .normalizer import batch_normalizer
 
 PROB_EPS = 1e-12
 
@@ -105,12 +111,26 @@ def positive_probability(pred_boxes: Tensor, gt_boxes: Tensor, gt_labels: Tensor
 
 
 def free_anchor_loss(*, cls_logits: Tensor, box_out: Tensor, pred_boxes: Tensor, anchors: Tensor,
-                     targets, assignments, box_coder, cfg, normalizer_fn) -> tuple[dict[str, Tensor], Tensor]:
-    """FreeAnchor losses of one batch (shapes as :func:`lla.models.losses.dense_detection_loss`).
+                     targets: list[ImageTargets], assignments: list[Assignment], box_coder,
+                     settings: FreeAnchorConfig, smooth_l1_beta: float, cls_weight: float,
+                     box_weight: float) -> tuple[dict[str, Tensor], Tensor]:
+    """FreeAnchor losses of one batch.
 
-    ``normalizer_fn`` turns this rank's GT count into the batch normaliser (one all-reduce).
+    Args:
+        cls_logits: (N, J, C) class logits.
+        box_out: (N, J, 4) box deltas.
+        pred_boxes: (N, J, 4) decoded xyxy boxes (``P{a in A+}``, read detached).
+        anchors: (J, 4) xyxy anchor boxes.
+        targets, assignments: one :class:`ImageTargets` and one
+            :class:`~lla.assign.freeanchor.FreeAnchorAssigner` result per image.
+        box_coder: encodes the bag members' smooth-L1 targets.
+        settings: the ``loss.free_anchor`` block.
+        smooth_l1_beta, cls_weight, box_weight: the ``loss`` block's values.
+
+    Returns:
+        ({"loss_cls": negative bag loss, "loss_box": positive bag loss}, the batch's GT
+        count averaged over ranks with one all-reduce, clamped >= 1).
     """
-    settings: FreeAnchorConfig = cfg.free_anchor
     num_classes = cls_logits.shape[2]
     cls_probs = torch.sigmoid(cls_logits)
     negative_total = cls_logits.new_zeros(())
@@ -134,13 +154,13 @@ def free_anchor_loss(*, cls_logits: Tensor, box_out: Tensor, pred_boxes: Tensor,
         bag_targets = box_coder.encode(gt_boxes[:, None, :].expand(-1, k, -1).reshape(-1, 4).to(bag_anchors.dtype),
                                        bag_anchors)
         smooth_l1 = F.smooth_l1_loss(box_out[image][bags].reshape(-1, 4), bag_targets,
-                                     beta=cfg.smooth_l1_beta, reduction="none").sum(dim=1)
+                                     beta=smooth_l1_beta, reduction="none").sum(dim=1)
         bag_box = torch.exp(-settings.box_reg_weight * smooth_l1).view(num_gts, k)
         positive_parts.append(positive_bag_loss(bag_cls, bag_box, settings.alpha))
-    normalizer = normalizer_fn(count)
+    normalizer = batch_normalizer(count)
     if positive_parts:
         positive = torch.cat(positive_parts).sum() / normalizer
     else:  # keep the box branch in the graph with a zero loss
         positive = box_out.sum() * 0.0
     negative = negative_total / (normalizer * settings.bag_size)
-    return {"loss_cls": cfg.cls_weight * negative, "loss_box": cfg.box_weight * positive}, normalizer
+    return {"loss_cls": cls_weight * negative, "loss_box": box_weight * positive}, normalizer
