@@ -232,8 +232,9 @@ def compare_lla_fcos(args, params: dict) -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"\nLLA.FCOS vs FCOS, paper profile (R-50-FPN, random weights), {height}x{width}, "
           f"{name}; median of {args.steps} steps after {args.warmup} warm-up")
-    print(f"{'variant':<10} {'batch':>5} {'amp':>5} {'s/step':>8} {'images/s':>9} {'peak GiB':>9}")
-    medians = {}
+    print(f"{'variant':<10} {'batch':>5} {'amp':>5} {'s/step':>8} {'images/s':>9} {'cpu s/step':>10} "
+          f"{'peak GiB':>9}")
+    medians, cpu_medians = {}, {}
     for variant in ("fcos", "lla_fcos"):
         params["experiments"]["_speed"] = {"model": variant, "dataset": "crowdhuman",
                                            "model_overrides": {"backbone": {"weights": None}}}
@@ -247,14 +248,19 @@ def compare_lla_fcos(args, params: dict) -> None:
                                 torch.Generator().manual_seed(0))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        times, _ = time_engine_steps(step_runner, iter(lambda: batch, None), args.warmup, args.steps)
-        medians[variant] = statistics.median(times)
+        times, cpu_times = time_engine_steps(step_runner, iter(lambda: batch, None), args.warmup,
+                                             args.steps)
+        medians[variant], cpu_medians[variant] = statistics.median(times), statistics.median(cpu_times)
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
         print(f"{variant:<10} {batch_size:>5} {str(step_runner.amp):>5} {medians[variant]:>8.3f} "
-              f"{batch_size / medians[variant]:>9.2f} {peak:>9.2f}", flush=True)
+              f"{batch_size / medians[variant]:>9.2f} {cpu_medians[variant]:>10.3f} {peak:>9.2f}",
+              flush=True)
         del step_runner
-    overhead = medians["lla_fcos"] / medians["fcos"] - 1.0
-    print(f"LLA.FCOS time per step vs FCOS: {overhead * 100:+.1f} % (target <= +5 %)")
+    # On the CPU the process time is the fair measure (the wall time follows the machine's load).
+    chosen = cpu_medians if device.type == "cpu" else medians
+    overhead = chosen["lla_fcos"] / chosen["fcos"] - 1.0
+    print(f"LLA.FCOS time per step vs FCOS ({'CPU' if device.type == 'cpu' else 'wall'} time): "
+          f"{overhead * 100:+.1f} % (target <= +5 %)")
 
 
 def main(argv: list[str] | None = None) -> int:
