@@ -1,4 +1,4 @@
-"""Assignment time per image at paper scale: LLA vs ATSS vs max-IoU (and FCOS).
+"""Assignment time per image at paper scale: LLA vs ATSS vs max-IoU (and FCOS); Table 6's baselines.
 
 Scene: an 800 x 1400 input, FPN P3-P7 (strides 8..128), points at (x*s, y*s):
 J = 23,363 points (FCOS layout) or 210,267 anchors (RetinaNet, A = 9). I = 50, 150, 500
@@ -10,7 +10,12 @@ when available, CUDA (wall time); then the peak extra memory of LLA at I = 500 o
 anchor layout, measured in a fresh subprocess (CPU: peak-RSS delta after resetting
 the kernel's mark through /proc/self/clear_refs; CUDA: torch.cuda.max_memory_allocated delta).
 
-    .venv/bin/python benchmarks/assign_speed.py [--repeats 3] [--threads N] [--device cpu]
+With ``--baselines`` it also prints the time of the Table 6 baselines' assigners on the
+layouts of their variants: PAA on one 8·stride square anchor per location (J = 23,363),
+Noisy Anchor and FreeAnchor's ignore marking on the RetinaNet anchors (J = 210,267), and
+max-IoU on those anchors for reference.
+
+    .venv/bin/python benchmarks/assign_speed.py [--repeats 3] [--threads N] [--device cpu] [--baselines]
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from lla.assign import ATSSAssigner, FCOSAssigner, LLAAssigner, MaxIoUAssigner  # noqa: E402
+from lla.assign import (ATSSAssigner, FCOSAssigner, FreeAnchorAssigner, LLAAssigner, MaxIoUAssigner,  # noqa: E402
+                        NoisyAnchorAssigner, PAAAssigner)
 
 IMAGE_HEIGHT, IMAGE_WIDTH = 800, 1400
 STRIDES = (8, 16, 32, 64, 128)
@@ -38,8 +44,12 @@ ANCHOR_BASE = 4  # base size = 4 x stride
 GT_COUNTS = (50, 150, 500)
 
 
-def make_layout(anchors_per_location: int) -> tuple[torch.Tensor, list[int]]:
-    """(J, 4) anchor boxes (degenerate boxes for points) and anchors per level."""
+def make_layout(anchors_per_location: int, square_scale: float = 0.0) -> tuple[torch.Tensor, list[int]]:
+    """(J, 4) anchor boxes and anchors per level.
+
+    One anchor per location: degenerate boxes (points), or with ``square_scale`` > 0 squares of
+    side ``square_scale`` x stride (PAA's layout).
+    """
     boxes, sizes = [], []
     for stride in STRIDES:
         height, width = math.ceil(IMAGE_HEIGHT / stride), math.ceil(IMAGE_WIDTH / stride)
@@ -47,7 +57,7 @@ def make_layout(anchors_per_location: int) -> tuple[torch.Tensor, list[int]]:
                                 indexing="ij")
         centers = torch.stack((xs.flatten(), ys.flatten()), dim=1)  # (H*W, 2)
         if anchors_per_location == 1:
-            half = torch.zeros(1, 2)
+            half = torch.full((1, 2), square_scale * stride / 2)
         else:
             half = torch.tensor([[ANCHOR_BASE * stride * s / math.sqrt(r) / 2, ANCHOR_BASE * stride * s * math.sqrt(r) / 2]
                                  for r in ANCHOR_RATIOS for s in ANCHOR_SCALES])  # (A, 2) half w, half h
@@ -130,6 +140,28 @@ def speed_table(device: torch.device, repeats: int) -> None:
                   f"| {third:8.1f} {third_name:>7} | {results['lla'] / results['atss']:.2f} |", flush=True)
 
 
+def baseline_table(device: torch.device, repeats: int) -> None:
+    """Milliseconds per image of the Table 6 baselines' assigners (see the module docstring)."""
+    clock = "wall" if device.type == "cuda" else "process CPU"
+    print(f"\n## Table 6 baselines' assignment time per image, ms of {clock} time (device {device}, "
+          f"torch threads {torch.get_num_threads()})")
+    print("| assigner | J | " + " | ".join(f"I = {n}" for n in GT_COUNTS) + " |")
+    print("|---|---:|" + "---:|" * len(GT_COUNTS))
+    cases = (("paa", make_layout(1, square_scale=8.0), PAAAssigner(iou_thr=0.1, topk=9, reg_weight=1.3)),
+             ("noisy_anchor", make_layout(9), NoisyAnchorAssigner(topk=50, alpha=0.75, gamma=1.0)),
+             ("free_anchor", make_layout(9), FreeAnchorAssigner(bag_size=50, ignore_iou_thr=0.5)),
+             ("max_iou", make_layout(9), MaxIoUAssigner()))
+    for name, (anchors, sizes), assigner in cases:
+        cells = []
+        for num_gts in GT_COUNTS:
+            gt, ignore, logits, box_pred = (t.to(device) for t in make_scene(num_gts, anchors))
+            anchors_dev = anchors.to(device)
+            cells.append(time_call(lambda: assigner.assign(
+                anchors_dev, gt, ignore, logits, box_pred, num_anchors_per_level=sizes, strides=STRIDES),
+                repeats, device))
+        print(f"| {name} | {anchors.shape[0]} | " + " | ".join(f"{ms:.1f}" for ms in cells) + " |", flush=True)
+
+
 MEMORY_MODES = {  # label -> LLAAssigner settings
     "default (GT chunks, in-box pruning)": {},
     "GT chunks, no pruning": {"prune_outside": False},
@@ -200,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", action="append", help="cpu and/or cuda (default: cpu, plus cuda if present)")
     parser.add_argument("--dense-memory", action="store_true", help="also measure the dense cost's memory (GBs)")
     parser.add_argument("--skip-speed", action="store_true", help="only the memory table")
+    parser.add_argument("--baselines", action="store_true", help="also time the Table 6 baselines' assigners")
     parser.add_argument("--memory-probe", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -211,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in devices:
         if not args.skip_speed:
             speed_table(torch.device(name), args.repeats)
+        if args.baselines:
+            baseline_table(torch.device(name), args.repeats)
     for name in devices:
         memory_table(torch.device(name), args.dense_memory)
 

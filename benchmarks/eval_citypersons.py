@@ -1,12 +1,16 @@
-"""Benchmark of `lla eval citypersons` on a CityPersons-val-sized input.
+"""Benchmark of the whole `lla eval citypersons` command on a CityPersons-val-sized input.
+
+    python benchmarks/eval_citypersons.py [--repeat 5] [--coco] [--reference]
 
 Generates 500 images of 2048x1024 with CityPersons-like ground truth (pedestrians at aspect
 0.41 with log-normal heights, partial occlusion, boxes crossing the border, ignore regions,
 images without annotations) and the output of a plausible detector (jittered true positives,
 duplicates, and background false positives filling a third to all of --dets-per-image per
-image), then times the evaluation of the four setups. Prints wall times and peak memory.
-
-    .venv/bin/python benchmarks/eval_citypersons.py [--reference] [--repeat 5]
+image), then runs the command (the default: MR of the four setups; with ``--coco`` also
+``--coco``) ``--repeat`` times as a fresh process each (:mod:`command_timing`). Printed: the
+median (min-max) wall time, its split into start-up, parsing, matching (the setup-free
+part: order, top-1000 cut, overlaps), MR (the four setups), COCO and the rest, the median
+CPU time (user + system), the peak memory and the load average before and after.
 
 --reference also times the loop-by-loop oracle of the tests (the official algorithm in pure
 Python) and prints the largest difference between the two (expected 0).
@@ -16,19 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
+from command_timing import benchmark, generate_in_child, lla_command, load_text, startup_time
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lla.eval import citypersons  # noqa: E402
-
+PHASES = ("parsing", "matching", "MR", "COCO")
 IMAGE_W, IMAGE_H = 2048, 1024
 
 
@@ -83,60 +86,53 @@ def generate(num_images: int, dets_per_image: int, seed: int) -> tuple[dict, lis
     return gt, results
 
 
-def best_time(fn, repeat: int) -> tuple[float, object]:
-    times, value = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--dets-per-image", type=int, default=100,
                         help="cap per image; background false positives fill a third to all")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each configuration")
+    parser.add_argument("--coco", action="store_true", help="also time --coco")
     parser.add_argument("--reference", action="store_true",
                         help="also time the pure-Python oracle of the tests and compare")
+    parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.generate_into is not None:
+        gt, dt = generate(args.images, args.dets_per_image, args.seed)
+        valid = sum(1 for a in gt["annotations"] if not a["ignore"])
+        print(f"input: {len(gt['images'])} images, {len(gt['annotations'])} GT boxes "
+              f"({valid} not ignored), {len(dt)} detections")
+        (args.generate_into / "gt.json").write_text(json.dumps(gt))
+        (args.generate_into / "dt.json").write_text(json.dumps(dt))
+        return
 
-    gt, dt = generate(args.images, args.dets_per_image, args.seed)
-    valid = sum(1 for a in gt["annotations"] if not a["ignore"])
-    print(f"input: {len(gt['images'])} images, {len(gt['annotations'])} GT boxes "
-          f"({valid} not ignored), {len(dt)} detections")
+    print(f"load average: {load_text()}  cpus: {os.cpu_count()}  numpy {np.__version__}")
+    lla = lla_command()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        generate_in_child(Path(__file__), tmp, "--images", str(args.images),
+                          "--dets-per-image", str(args.dets_per_image), "--seed",
+                          str(args.seed))
+        startup = startup_time(lla + ["eval", "citypersons"], args.repeat)
+        command = lla + ["-v", "eval", "citypersons", "--gt", str(tmp / "gt.json"),
+                         "--dt", str(tmp / "dt.json")]
+        out = tmp / "metrics.json"
+        metrics = benchmark("default (MR of the four setups)", command, PHASES, startup,
+                            args.repeat, out)
+        if args.coco:
+            benchmark("--coco", command + ["--coco"], PHASES, startup, args.repeat, out)
+        if args.reference:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from citypersons_reference import reference_evaluate
 
-    with tempfile.TemporaryDirectory() as tmp:
-        gt_path, dt_path = Path(tmp, "gt.json"), Path(tmp, "dt.json")
-        gt_path.write_text(json.dumps(gt))
-        dt_path.write_text(json.dumps(dt))
-        t_files, _ = best_time(lambda: citypersons.evaluate(gt_path, dt_path, coco=False),
-                               args.repeat)
-
-    t_eval, metrics = best_time(lambda: citypersons.evaluate(gt, dt, coco=False), args.repeat)
-    tracemalloc.start()
-    citypersons.evaluate(gt, dt, coco=False)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    t_coco, coco = best_time(lambda: citypersons.evaluate(gt, dt, coco=True), 1)
-
-    print("MR: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in metrics.items()))
-    print(f"coco_AP {coco['coco_AP']:.4f}, coco_AP50 {coco['coco_AP50']:.4f}")
-    print(f"four setups, loaded objects : {t_eval:.3f} s (best of {args.repeat})")
-    print(f"four setups, from json files: {t_files:.3f} s (best of {args.repeat})")
-    print(f"with pycocotools AP/AP50    : {t_coco:.3f} s")
-    print(f"peak traced memory          : {peak / 2**20:.1f} MiB")
-
-    if args.reference:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from citypersons_reference import reference_evaluate
-
-        t_ref, expected = best_time(lambda: reference_evaluate(gt, dt), 1)
-        diff = max(abs(metrics[k] - expected[k]) for k in expected)
-        print(f"official algorithm, pure Python: {t_ref:.3f} s "
-              f"(x{t_ref / t_eval:.0f}); largest MR difference {diff:.1e}")
+            gt = json.loads((tmp / "gt.json").read_text())
+            dt = json.loads((tmp / "dt.json").read_text())
+            start = time.perf_counter()
+            expected = reference_evaluate(gt, dt)
+            diff = max(abs(metrics[k] - expected[k]) for k in expected)
+            print(f"\nofficial algorithm, pure Python: {time.perf_counter() - start:.3f} s; "
+                  f"largest MR difference {diff:.1e}")
 
 
 if __name__ == "__main__":

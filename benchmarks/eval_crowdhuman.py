@@ -1,36 +1,47 @@
-"""Benchmark of `lla eval crowdhuman` on a CrowdHuman-val-sized synthetic input.
+"""Benchmark of the whole `lla eval crowdhuman` command on a CrowdHuman-val-sized input.
 
-    .venv/bin/python benchmarks/eval_crowdhuman.py [--seed 0] [--ji] [--coco] [--reference]
+    python benchmarks/eval_crowdhuman.py [--repeat 5] [--coco] [--odgt] [--reference]
 
 The generator makes 4,370 images (CrowdHuman-like sizes), ~100k GT boxes (heavy-tailed
 crowd sizes, clustered people, full-body boxes past the image border, ignore regions) and
 ~565k detections (at most 300 per image, clipped to the image: jittered true positives,
 duplicates, detections in ignore regions, near-miss and random false positives; part of
-the scores rounded to 4 decimals, so there are ties within and across images).
+the scores rounded to 4 decimals, so there are ties within and across images), written as
+our dataset json and a COCO results json (about 55 MB).
 
-Printed: the time to read, parse and convert the two JSON files; the wall and CPU time
-of MR+AP+Recall (the target: <= 1.5 s on 2 cores) over --repeat runs, its peak traced
-memory (tracemalloc) and the max-RSS growth; optionally the JI / COCO times and the
-literal reference evaluator's time and agreement.
+Each configuration of the command (the default: MR, AP, Recall and JI; ``--no-ji``; with
+``--coco`` also ``--coco``; with ``--odgt`` the default on the official .odgt formats) runs
+``--repeat`` times as a fresh process, as a user runs it (:mod:`command_timing`). Printed
+per configuration: the median (min-max) wall time of the whole command and its split into
+phases: start-up (interpreter, imports, argument parsing), parsing (both files into
+arrays), matching (with JI on, this includes the JI's IoU test, made on the same candidate
+pairs), MR/AP/Recall, JI, COCO and the rest (output, exit); the median CPU time (user +
+system) and the peak memory (max RSS) of the process; the load average before and after
+(the machine may be shared: on a loaded machine the wall time grows, the CPU time much
+less). ``--reference``
+also runs the literal loop-by-loop reference evaluator of the tests (slow) and compares
+MR/AP/Recall.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
+from command_timing import benchmark, generate_in_child, lla_command, load_text, startup_time
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ("parsing", "matching", "MR/AP/Recall", "JI", "COCO")
 NUM_IMAGES = 4370
 MAX_DETS_PER_IMAGE = 300
+PHASES = ("start-up", "parsing", "matching", "MR/AP/Recall", "JI", "COCO")
 
 
 def _person_boxes(rng: np.random.Generator, n: int, width: int, height: int) -> np.ndarray:
@@ -140,82 +151,69 @@ def to_odgt_records(gt: dict, results: list) -> tuple[list[dict], list[dict]]:
     return gt_records, dt_records
 
 
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of MR+AP+Recall")
-    parser.add_argument("--ji", action="store_true", help="also time the Jaccard index")
-    parser.add_argument("--coco", action="store_true", help="also time COCO AP (pycocotools)")
-    parser.add_argument("--reference", action="store_true",
-                        help="also run the literal reference evaluator (slow) and compare")
-    args = parser.parse_args(argv)
-
-    from lla.eval import crowdhuman_protocol as protocol
-    from lla.eval.crowdhuman import evaluate_loaded, jaccard_index
-    from lla.eval.crowdhuman_io import load_detections, load_ground_truth
-
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print(f"load average: {load}  cpus: {os.cpu_count()}  numpy {np.__version__}")
+def write_inputs(out_dir: Path, seed: int) -> None:
+    """Generate the input and write gt.json, dt.json, gt.odgt and dt.odgt into ``out_dir``."""
     t = time.perf_counter()
-    gt_json, dt_json = generate(args.seed)
+    gt_json, dt_json = generate(seed)
     num_ignore = sum(a["ignore"] for a in gt_json["annotations"])
     per_image = np.bincount([d["image_id"] for d in dt_json])
     print(f"generated in {time.perf_counter() - t:.1f} s: {len(gt_json['images'])} images, "
           f"{len(gt_json['annotations'])} GT ({num_ignore} ignore), {len(dt_json)} detections "
           f"(max {per_image.max()} per image)")
+    (out_dir / "gt.json").write_text(json.dumps(gt_json))
+    (out_dir / "dt.json").write_text(json.dumps(dt_json))
+    gt_records, dt_records = to_odgt_records(gt_json, dt_json)
+    (out_dir / "gt.odgt").write_text("".join(json.dumps(r) + "\n" for r in gt_records))
+    (out_dir / "dt.odgt").write_text("".join(json.dumps(r) + "\n" for r in dt_records))
+    print(f"files: {(out_dir / 'gt.json').stat().st_size / 2**20:.0f} MB GT json, "
+          f"{(out_dir / 'dt.json').stat().st_size / 2**20:.0f} MB detections json")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        gt_path, dt_path = Path(tmp, "gt.json"), Path(tmp, "dt.json")
-        gt_path.write_text(json.dumps(gt_json))
-        dt_path.write_text(json.dumps(dt_json))
-        t = time.perf_counter()
-        gt = load_ground_truth(gt_path)
-        dets = load_detections(dt_path, gt)
-        print(f"read + parse + convert both files (load_ground_truth/load_detections): "
-              f"{time.perf_counter() - t:.3f} s  ({dt_path.stat().st_size / 2**20:.0f} MB "
-              f"of detections json)")
 
-    gc.collect()
-    rss_before = _max_rss_mb()
-    walls, cpus = [], []
-    for _ in range(args.repeat):
-        t, c = time.perf_counter(), time.process_time()
-        metrics = protocol.protocol_metrics(gt, dets)
-        walls.append(time.perf_counter() - t)
-        cpus.append(time.process_time() - c)
-    print(f"MR+AP+Recall wall: {', '.join(f'{x:.3f}' for x in walls)} s (best "
-          f"{min(walls):.3f} s); CPU: {', '.join(f'{x:.3f}' for x in cpus)} s")
-    print(f"  -> {metrics}")
-    print(f"max RSS growth during the runs: {_max_rss_mb() - rss_before:.0f} MB")
-    tracemalloc.start()
-    protocol.protocol_metrics(gt, dets)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    print(f"peak traced memory of one run (tracemalloc): {peak / 2**20:.0f} MB")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each configuration")
+    parser.add_argument("--coco", action="store_true", help="also time --coco")
+    parser.add_argument("--odgt", action="store_true",
+                        help="also time the default on the official .odgt formats")
+    parser.add_argument("--reference", action="store_true",
+                        help="also run the literal reference evaluator (slow) and compare")
+    parser.add_argument("--generate-into", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.generate_into is not None:
+        write_inputs(args.generate_into, args.seed)
+        return 0
 
-    if args.ji:
-        t, c = time.perf_counter(), time.process_time()
-        ji = jaccard_index(gt, dets)
-        print(f"JI wall: {time.perf_counter() - t:.2f} s, CPU {time.process_time() - c:.2f} s "
-              f"-> JI {ji:.6f}")
-    if args.coco:
-        t = time.perf_counter()
-        coco = evaluate_loaded(gt, dets, ji=False, coco=True)
-        print(f"MR+AP+Recall+COCO wall: {time.perf_counter() - t:.1f} s -> {coco}")
-    if args.reference:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from crowdhuman_reference import reference_metrics
+    print(f"load average: {load_text()}  cpus: {os.cpu_count()}  numpy {np.__version__}")
+    lla = lla_command()
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        generate_in_child(Path(__file__), tmp, "--seed", str(args.seed))
+        startup = startup_time(lla + ["eval", "crowdhuman"], args.repeat)
+        out = tmp / "metrics.json"
 
-        gt_records, dt_records = to_odgt_records(gt_json, dt_json)
-        t = time.perf_counter()
-        ref = reference_metrics(gt_records, dt_records)
-        diff = max(abs(ref[k] - metrics[k]) for k in ref)
-        print(f"literal reference wall: {time.perf_counter() - t:.1f} s -> {ref}; "
-              f"max |difference| {diff:.2e}")
+        def run(name: str, suffix: str, *options: str) -> dict:
+            command = lla + ["-v", "eval", "crowdhuman", "--gt", str(tmp / f"gt{suffix}"),
+                             "--dt", str(tmp / f"dt{suffix}"), *options]
+            return benchmark(name, command, PHASES, startup, args.repeat, out)
+
+        metrics = run("default (MR, AP, Recall, JI)", ".json")
+        run("--no-ji", ".json", "--no-ji")
+        if args.coco:
+            run("--coco", ".json", "--coco")
+        if args.odgt:
+            run("default on .odgt files", ".odgt")
+        if args.reference:
+            sys.path.insert(0, str(ROOT / "tests"))
+            from crowdhuman_reference import reference_metrics
+
+            gt_records = [json.loads(line) for line in (tmp / "gt.odgt").open()]
+            dt_records = [json.loads(line) for line in (tmp / "dt.odgt").open()]
+            t = time.perf_counter()
+            ref = reference_metrics(gt_records, dt_records)
+            diff = max(abs(ref[k] - metrics[k]) for k in ref)
+            print(f"\nliteral reference wall: {time.perf_counter() - t:.1f} s -> {ref}; "
+                  f"max |difference| {diff:.2e}")
     return 0
 
 

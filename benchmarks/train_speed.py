@@ -42,7 +42,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
-from lla.config import converted_json, load_params  # noqa: E402
+from lla.config import load_params  # noqa: E402
+from lla.layout import converted_json  # noqa: E402
 from lla.data.dataset import Batch  # noqa: E402
 from lla.engine.distributed import DistInfo  # noqa: E402
 from lla.engine.experiment import resolve_experiment  # noqa: E402
@@ -62,10 +63,10 @@ def ensure_synthcrowd(params_path: Path, data_root: Path, profile: str) -> None:
     if (root / "converted" / "train.json").is_file():
         return
     lla = [sys.executable, "-m", "lla.cli"]
-    subprocess.run(lla + ["data", "synth", "--profile", profile, "--out", str(root.parent),
+    subprocess.run(lla + ["data", "synth", "--profile", profile, "--out-dir", str(root.parent),
                           "--only", "crowdhuman", "--params", str(params_path)], check=True)
     subprocess.run(lla + ["data", "convert", "crowdhuman", "--root", str(root), "--out-dir",
-                          str(root / "converted"), "--splits", "train"], check=True)
+                          str(root / "converted"), "--split", "train"], check=True)
 
 
 class PhaseTimer:
@@ -252,7 +253,7 @@ def compare_lla_fcos(args, params: dict) -> None:
                                              args.steps)
         medians[variant], cpu_medians[variant] = statistics.median(times), statistics.median(cpu_times)
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-        print(f"{variant:<10} {batch_size:>5} {str(step_runner.amp):>5} {medians[variant]:>8.3f} "
+        print(f"{variant:<10} {batch_size:>5} {str(step_runner.amp.enabled):>5} {medians[variant]:>8.3f} "
               f"{batch_size / medians[variant]:>9.2f} {cpu_medians[variant]:>10.3f} {peak:>9.2f}",
               flush=True)
         del step_runner

@@ -61,24 +61,17 @@ def _tables_showing(params: dict[str, Any], experiment: str) -> list[str]:
 
 
 def seed_count(params: dict[str, Any], experiment: str, profile: str) -> int:
-    """How many runs (seeds) ``experiment`` gets in ``profile`` (module docstring)."""
-    source = getattr(params, "path", DEFAULT_PARAMS)
+    """How many runs (seeds) ``experiment`` gets in ``profile`` (module docstring; the
+    counts were validated with params: lla.config.validate_params)."""
     if experiment not in (params.get("experiments") or {}):
-        raise DataError(source, f"unknown experiment '{experiment}'", record="experiments")
+        raise DataError(getattr(params, "path", DEFAULT_PARAMS),
+                        f"unknown experiment '{experiment}'", record="experiments")
     block = section(params, "seeds", profile) if "seeds" in params else {}
-    per_experiment = block.get("experiments") or {}
-    if experiment in per_experiment:
-        count = per_experiment[experiment]
-        record = f"seeds.experiments.{experiment}"
-    else:
-        per_table = block.get("tables") or {}
-        counts = [per_table[t] for t in _tables_showing(params, experiment) if t in per_table]
-        count = max(counts) if counts else block.get("default", 1)
-        record = "seeds"
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise DataError(source, f"a seed count must be an integer >= 1, got {count!r} "
-                                f"(profile {profile})", record=record)
-    return count
+    if experiment in (block.get("experiments") or {}):
+        return block["experiments"][experiment]
+    per_table = block.get("tables") or {}
+    counts = [per_table[t] for t in _tables_showing(params, experiment) if t in per_table]
+    return max(counts) if counts else block.get("default", 1)
 
 
 def run_ids(params: dict[str, Any], experiment: str, profile: str) -> list[str]:

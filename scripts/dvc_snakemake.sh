@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Run Snakemake targets for a dvc.yaml stage:  scripts/dvc_snakemake.sh PROFILE TARGET...
+# (the `data` stage runs `data`, the `all` stage `all`; further arguments go to Snakemake).
 #
 # PROFILE is the parameter profile (paper | official_code | mini | micro): dvc.yaml passes
 # `${profile}` from params.yaml, and it replaces the Snakemake profile's own default.
@@ -8,6 +9,9 @@
 #                           `slurm` (the cluster, ./slurm/), or a profile directory
 #   LLA_SNAKEMAKE_ARGS      extra Snakemake options, e.g. "--cores 8" or "--keep-going"
 # Example: LLA_SNAKEMAKE_PROFILE=slurm dvc repro
+# After `dvc pull` into a fresh clone, let Snakemake take the pulled files as its results
+# (their times, and its record of each job's parameters):
+#   scripts/dvc_snakemake.sh PROFILE all --touch --forceall
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then

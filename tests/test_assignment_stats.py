@@ -4,16 +4,17 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from PIL import Image
 
+from lla.analysis.aar import aar, ambiguous_counts
 from lla.assign.base import NEGATIVE, Assignment
 from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
-from lla.eval.assignment_stats import aar, ambiguous_counts
+from lla.engine.model import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def micro_setup(tmp_path):
     params = load_params(REPO / "params.yaml")
     params["data_root"] = str(tmp_path / "data")
     params_path = tmp_path / "params.yaml"
-    params_path.write_text(json.dumps(dict(params)))  # JSON is YAML
+    params_path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
     converted = tmp_path / "data" / "synthcrowd" / "micro" / "crowdhuman" / "converted"
     (converted / "images").mkdir(parents=True)
     for name in ("one.jpg", "two.jpg"):

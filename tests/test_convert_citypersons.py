@@ -208,9 +208,20 @@ def test_failed_conversion_leaves_no_output(root: Path, tmp_path: Path):
 def test_cli(root: Path, tmp_path: Path, capsys):
     out = tmp_path / "out"
     assert main(["data", "convert", "citypersons", "--root", str(root), "--out-dir", str(out),
-                 "--splits", "val"]) == 0
+                 "--split", "val"]) == 0
     assert len(json.loads((out / "val.json").read_text())["annotations"]) == 7
     rewrite_val(root, with_row([1, 1, 2, 3, -4, 0, 1, 2, 3, 4]))
     assert main(["data", "convert", "citypersons", "--root", str(root), "--out-dir", str(out),
-                 "--splits", "val"]) == 2
+                 "--split", "val"]) == 2
     assert f"[anno_val_aligned{{2}} '{IM2}']: bbs row 1" in capsys.readouterr().err
+
+
+def test_annotation_file_without_cells_is_an_error(root: Path, tmp_path: Path, capsys):
+    path = root / "annotations" / "anno_val.mat"
+    scipy.io.savemat(path, {"anno_val_aligned": np.empty((1, 0), dtype=object)})
+    out = tmp_path / "out"
+    assert main(["data", "convert", "citypersons", "--root", str(root), "--out-dir", str(out),
+                 "--split", "val"]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {path}: 'anno_val_aligned' has no cell: the annotation file lists no image")
+    assert not out.exists() or list(out.iterdir()) == []

@@ -249,7 +249,7 @@ def test_failed_conversion_leaves_no_output(root: Path, tmp_path: Path):
 def test_cli_converts(root: Path, tmp_path: Path):
     out = tmp_path / "out"
     assert main(["data", "convert", "crowdhuman", "--root", str(root), "--out-dir", str(out),
-                 "--splits", "val"]) == 0
+                 "--split", "val"]) == 0
     data = json.loads((out / "val.json").read_text())
     assert len(data["annotations"]) == len(EXPECTED_VAL_ANNOTATIONS)
     assert not (out / "train.json").exists()
@@ -262,4 +262,16 @@ def test_cli_reports_bad_input(root: Path, tmp_path: Path, capsys):
                  str(tmp_path / "out")])
     assert code == 2
     assert capsys.readouterr().err.startswith(f"error: {odgt}:2: gtboxes[0] has unknown tag")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("content", ["", "\n  \n"])
+def test_empty_annotation_file_is_an_error(root: Path, tmp_path: Path, capsys, content: str):
+    odgt = root / "annotation_val.odgt"
+    odgt.write_text(content)
+    code = main(["data", "convert", "crowdhuman", "--root", str(root), "--out-dir",
+                 str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {odgt}: no image record: the annotation file is empty")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

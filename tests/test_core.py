@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lla import cli, config, io
+from lla.data import registry
 from lla.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,27 +86,13 @@ def test_load_params_reports_yaml_line(tmp_path):
         config.load_params(bad)
 
 
-def test_repository_params_define_every_profile_and_role():
+def test_repository_params_define_every_profile_and_dataset():
     params = config.load_params(ROOT / "params.yaml")
     assert set(config.profile_names(params)) >= {"paper", "official_code", "mini", "micro"}
     assert params["profile"] in params["profiles"]
     for profile in config.profile_names(params):
-        for role in config.DATASET_ROLES:
-            root = config.dataset_root(params, profile, role)
-            assert root.name == role
-    assert config.converted_json(params, "mini", "crowdhuman", "val") == Path(
-        params["data_root"], "synthcrowd", "mini", "crowdhuman", "converted", "val.json")
-    assert config.dataset_root(params, "paper", "citypersons") == Path(params["data_root"], "citypersons")
-
-
-def test_dataset_source_errors_are_clear():
-    params = {"profiles": {"p": {"datasets": {"crowdhuman": "ftp"}}}}
-    with pytest.raises(DataError, match="unknown profile 'q'"):
-        config.dataset_source(params, "q", "crowdhuman")
-    with pytest.raises(DataError, match="unknown dataset role"):
-        config.dataset_source(params, "p", "kitti")
-    with pytest.raises(DataError, match="expected one of download, synthcrowd"):
-        config.dataset_source(params, "p", "crowdhuman")
+        for dataset in registry.names():
+            assert config.dataset_source(params, profile, dataset) in config.DATA_SOURCES
 
 
 # --- cli ------------------------------------------------------------------------------------
@@ -144,29 +131,31 @@ def test_atomic_files_get_the_umask_mode_not_mkstemps_0600(tmp_path):
 
 
 def test_config_errors_name_the_parameter_file_that_was_loaded(tmp_path):
-    path = tmp_path / "my_params.yaml"
-    path.write_text("blk:\n  defaults: {}\n")
-    params = config.load_params(path)
-    assert params.path == path and dict(params) == {"blk": {"defaults": {}}}
+    params = config.Params({"blk": {"defaults": {}}}, tmp_path / "my_params.yaml")
     with pytest.raises(DataError) as err:
         config.section(params, "blk", "nope")
-    assert str(err.value).startswith(f"{path}: section 'blk' has no profile 'nope'")
+    assert str(err.value).startswith(f"{tmp_path / 'my_params.yaml'}: section 'blk' has no profile 'nope'")
+
+
+def test_a_profile_without_a_block_of_its_own_gets_the_defaults():
+    params = {"profiles": {"mini": {}, "micro": {}}, "blk": {"defaults": {"a": 1}, "mini": {"a": 2}}}
+    assert config.section(params, "blk", "micro") == {"a": 1}
+    assert config.section(params, "blk", "mini") == {"a": 2}
 
 
 def test_loaded_params_dump_as_plain_yaml(tmp_path):
     import yaml
 
-    path = tmp_path / "p.yaml"
-    path.write_text("a: {b: 1}\n")
-    params = config.load_params(path)
-    assert yaml.safe_load(yaml.safe_dump(params)) == {"a": {"b": 1}}
+    params = config.load_params(ROOT / "params.yaml")
+    assert yaml.safe_load(yaml.safe_dump(params)) == dict(params)
 
 
 def test_selected_profile_prefers_the_command_line_then_params(tmp_path):
     assert config.selected_profile({"profile": "mini"}, "micro") == "micro"
     assert config.selected_profile({"profile": "mini"}, None) == "mini"
     path = tmp_path / "p.yaml"
-    path.write_text("a: 1\n")
     with pytest.raises(DataError) as err:
-        config.selected_profile(config.load_params(path), None)
+        config.selected_profile(config.Params({"a": 1}, path), None)
     assert str(err.value).startswith(f"{path}: no --profile given")
+    with pytest.raises(DataError, match=r"unknown profile 'big' \(--profile; known: mini\)"):
+        config.selected_profile(config.Params({"profiles": {"mini": {}}}, path), "big")

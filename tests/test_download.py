@@ -160,11 +160,17 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
 def write_params(tmp_path: Path, files: list[dict], **settings) -> Path:
+    """The repository's params with ``crowdhuman.download`` replaced."""
     block = {"timeout_s": 2, "attempts_per_url": 3, "retry_wait_s": 0, **settings,
              "files": files}
+    params = yaml.safe_load(REPO_PARAMS.read_text())
+    params["crowdhuman"] = {"root": "unused", "download": block}
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"crowdhuman": {"root": "unused", "download": block}}))
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 
 
@@ -545,22 +551,29 @@ def test_corrupt_zip_is_a_clear_error(tmp_path):
 
 # ------------------------------------------------------------------ bad params
 
-@pytest.mark.parametrize("entry, message", [
-    ({"name": "f.bin", "sha265": "00"}, r"unknown key\(s\) sha265"),
-    ({"name": "f.bin", "sha256": "abc"}, r"'sha256' must be 64 hex digits, got 'abc'"),
-    ({"name": "f.bin", "md5": "xyz"}, r"'md5' must be 32 hex digits"),
-    ({"name": "../f.bin"}, r"'name' must be a plain file name"),
-    ({"name": "f.bin", "urls": ["ftp://host/f.bin"]}, r"is not http\(s\):// or file://"),
-    ({"name": "f.bin", "size": -1}, r"'size' must be a non-negative integer"),
-    ({"name": "f.bin", "dest": "../elsewhere"}, r"'dest' must be relative to the dataset root"),
-    ({"name": "f.odgt", "unpack_to": "."}, r"'unpack_to' is only supported for .zip files"),
+@pytest.mark.parametrize("entry, where, message", [
+    ({"name": "f.bin", "sha265": "00"}, ".sha265", r"unknown key \(did you mean 'sha256'\?\)"),
+    ({"name": "f.bin", "sha256": "abc"}, ".sha256", r"'sha256' must be 64 hex digits"),
+    ({"name": "f.bin", "md5": "xyz"}, ".md5", r"'md5' must be 32 hex digits"),
+    ({"name": "../f.bin"}, ".name", r"'name' must be a plain file name"),
+    ({"name": "f.bin", "urls": ["ftp://host/f.bin"]}, ".urls[0]", r"a URL is http\(s\):// or file://"),
+    ({"name": "f.bin", "size": -1}, ".size", r"-1 is less than the minimum of 0"),
+    ({"name": "f.bin", "dest": "../elsewhere"}, ".dest", r"relative to the dataset root"),
+    ({"name": "f.odgt", "unpack_to": "."}, ".name", r"'unpack_to' is only supported for .zip files"),
 ])
-def test_bad_file_entry_names_params_file_and_entry(tmp_path, capsys, entry, message):
+def test_bad_file_entry_names_params_file_and_entry(tmp_path, capsys, entry, where, message):
     params = write_params(tmp_path, [entry])
     assert lla_download(params, tmp_path / "root") == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {params} [crowdhuman.download.files[0]]: ")
-    assert re.search(message, err), err
+    assert re.match(rf"error: {re.escape(str(params))}:\d+ "
+                    rf"\[crowdhuman\.download\.files\[0\]{re.escape(where)}\]: .*{message}.*\n$", err), err
+    assert not (tmp_path / "root").exists()
+
+
+def test_file_listed_twice_is_an_error(tmp_path, capsys):
+    params = write_params(tmp_path, [{"name": "f.bin"}, {"name": "f.bin"}])
+    assert lla_download(params, tmp_path / "root") == 2
+    assert "[crowdhuman.download.files]: file(s) listed twice: f.bin" in capsys.readouterr().err
 
 
 def test_unknown_only_name_is_an_error(tmp_path, capsys):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from lla.config import load_params
+from lla.config import load_params, validate_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
 from lla.engine.infer import coco_results, inference_batches, odgt_lines
@@ -185,9 +186,17 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
     assert "missing.pt" in str(e.value)
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a zip file")
-    with pytest.raises(DataError, match="cannot read the checkpoint") as e:
+    with pytest.raises(DataError, match="cannot read the checkpoint: not a file written by "
+                                        "torch.save") as e:
         ckpt.load_checkpoint(garbage)
-    assert "garbage.pt" in str(e.value)
+    assert "garbage.pt" in str(e.value) and "\n" not in str(e.value)
+    damaged = tmp_path / "damaged.pt"
+    torch.save({"model": {"w": torch.zeros(100)}}, damaged)
+    data = damaged.read_bytes()
+    damaged.write_bytes(data[:100] + bytes(300) + data[400:])  # a zip, its records broken
+    with pytest.raises(DataError, match="cannot read the checkpoint: .*corrupted") as e:
+        ckpt.load_checkpoint(damaged)
+    assert "damaged.pt" in str(e.value) and "\n" not in str(e.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(DataError, match="not an lla checkpoint"):
@@ -281,17 +290,18 @@ def test_resolve_experiment_with_overrides():
         "official_code_28125"
 
 
-@pytest.mark.parametrize("spec, message", [
-    ({"model": "lla_fcos"}, "missing 'dataset'"),
-    ({"model": "lla_fcos", "dataset": "kitti"}, "dataset must be one of"),
-    ({"model": "lla_fcos", "dataset": "crowdhuman", "lr": 1}, "unknown keys lr"),
-    ({"model": "nope", "dataset": "crowdhuman"}, "models.variants has no 'nope'"),
+@pytest.mark.parametrize("spec, where, message", [
+    ({"model": "lla_fcos"}, "", "missing key 'dataset'"),
+    ({"model": "lla_fcos", "dataset": "kitti"}, ".dataset", "must be one of crowdhuman, citypersons"),
+    ({"model": "lla_fcos", "dataset": "crowdhuman", "lr": 1}, ".lr", "unknown key"),
+    ({"model": "nope", "dataset": "crowdhuman"}, ".model", "unknown variant 'nope'"),
 ])
-def test_bad_experiments_are_reported(spec, message):
+def test_bad_experiments_are_reported(spec, where, message):
+    # when params are loaded (lla.config.validate_params), before anything is resolved
     params = load_params(REPO / "params.yaml")
     params["experiments"]["bad"] = spec
-    with pytest.raises(DataError, match=message):
-        resolve_experiment(params, "bad", "mini")
+    with pytest.raises(DataError, match=re.escape(f"[experiments.bad{where}]: {message}")):
+        validate_params(params)
     with pytest.raises(DataError, match="unknown experiment 'absent'"):
         resolve_experiment(params, "absent", "mini")
 
@@ -314,6 +324,6 @@ def test_cli_registers_train_and_infer():
 
     parser = build_parser(["train"])
     args = parser.parse_args(["train", "--experiment", "x", "--resume", "never"])
-    assert args.resume == "never" and args.func.__module__ == "lla.engine.train"
+    assert args.resume == "never" and args.func == "lla.engine.train:run"
     args = build_parser(["infer"]).parse_args(["infer", "--checkpoint", "c.pt", "--out", "d.json"])
-    assert args.split == "val" and args.func.__module__ == "lla.engine.infer"
+    assert args.split == "val" and args.func == "lla.engine.infer:run"

@@ -17,6 +17,7 @@ import csv
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,7 +59,7 @@ def data_root(tmp_path_factory) -> Path:
     """synthcrowd micro (16 train, 8 val images of 256 px), converted."""
     root = tmp_path_factory.mktemp("data")
     ch = root / "synthcrowd" / "micro" / "crowdhuman"
-    assert cli(["data", "synth", "--profile", "micro", "--out", str(ch.parent),
+    assert cli(["data", "synth", "--profile", "micro", "--out-dir", str(ch.parent),
                 "--only", "crowdhuman", "--workers", "1", "--params", str(REPO / "params.yaml")]) == 0
     assert cli(["data", "convert", "crowdhuman", "--root", str(ch),
                 "--out-dir", str(ch / "converted")]) == 0
@@ -72,7 +73,7 @@ def params_file(data_root, tmp_path_factory) -> Path:
 
 def train(params: Path, out: Path, *extra: str) -> int:
     return cli(["train", "--experiment", EXPERIMENT, "--profile", "micro", "--params", str(params),
-                "--out", str(out), "--device", "cpu", *extra])
+                "--out-dir", str(out), "--device", "cpu", *extra])
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -146,7 +147,7 @@ def test_resume_from_a_given_checkpoint_refuses_a_different_model(reference_run,
     out = tmp_path / "other"
     shutil.copytree(reference_run / "checkpoints", out / "checkpoints")
     code = cli(["train", "--experiment", "retinanet_r50", "--profile", "micro", "--params",
-                str(params_file), "--out", str(out), "--device", "cpu",
+                str(params_file), "--out-dir", str(out), "--device", "cpu",
                 "--resume", str(ckpt.checkpoint_path(out, ITERATIONS))])
     assert code == 2
     err = capsys.readouterr().err
@@ -270,10 +271,10 @@ def test_a_recorded_divergence_flows_to_a_dash_in_the_tables(reference_run, para
     assert json.loads(again.read_text()) == json.loads(dets.read_text())
     spec = {"title": "T", "dataset": "crowdhuman", "source": "metrics", "columns": {"MR": "MR"},
             "rows": {"r": {"label": "R", "experiment": "run"}}}
-    [cell] = tables.build_cells(spec, "t", tmp_path, {})
-    assert cell.reproduced is None and cell.reproduced_diverged
-    assert "| R | — |" in tables.render_markdown(spec, [cell], profile="micro",
-                                                 data_source="synthcrowd")
+    cells = tables.table_frame(spec, "t", tmp_path, {})
+    assert cells["reproduced_status"].tolist() == ["diverged"]
+    assert re.search(r"\| R +\| +— \|", tables.render_markdown(spec, cells, profile="micro",
+                                                                data_source="synthcrowd"))
 
 
 # ---------------------------------------------------------------------------- signal
@@ -285,7 +286,7 @@ def test_sigterm_saves_and_exits_with_the_requeue_code(data_root, tmp_path):
                           checkpoint_every=1000)
     out = tmp_path / "run"
     command = [sys.executable, "-m", "lla.cli", "train", "--experiment", EXPERIMENT,
-               "--profile", "micro", "--params", str(params), "--out", str(out), "--device", "cpu"]
+               "--profile", "micro", "--params", str(params), "--out-dir", str(out), "--device", "cpu"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     log = []
@@ -348,7 +349,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(data_roo
                        schedule=schedule)
     assert train(one, tmp_path / "one") == 0
     result = torchrun("train", "--experiment", EXPERIMENT, "--profile", "micro", "--params",
-                      str(two), "--out", str(tmp_path / "two"), "--device", "cpu")
+                      str(two), "--out-dir", str(tmp_path / "two"), "--device", "cpu")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 x 2 images per iteration" in result.stderr
     for name in ("loss", "loss_cls", "loss_box"):
@@ -381,7 +382,7 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(data_roo
 def test_infer_writes_coco_results_and_odgt_in_original_pixels(reference_run, data_root, tmp_path):
     from lla.data.dataset import CrowdDataset
     from lla.engine.experiment import Experiment
-    from lla.engine.train import build_model
+    from lla.engine.model import build_model
 
     # an early model scores below the 0.05 threshold: lower it to get detections to check
     state = torch.load(reference_run / "model_final.pt", weights_only=True)
@@ -487,5 +488,5 @@ def test_bad_training_settings_name_the_params_file(data_root, tmp_path, capsys)
     params = write_params(tmp_path / "params.yaml", data_root, schedule="no_such_schedule")
     assert train(params, tmp_path / "run") == 2
     err = capsys.readouterr().err
-    assert str(params) in err and "invalid training settings" in err
-    assert "'no_such_schedule' is not in train.schedules" in err
+    assert err.startswith(f"error: {params}:") and err.count("\n") == 1
+    assert "[train.micro.schedule]: unknown schedule 'no_such_schedule' in profile 'micro'" in err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -327,8 +328,8 @@ def test_matches_the_reference_on_random_inputs(first_seed):
 def test_evaluation_is_repeatable_and_does_not_modify_inputs():
     gt, dt = random_case(7)
     gt_before, dt_before = copy.deepcopy(gt), copy.deepcopy(dt)
-    first = cp.evaluate(gt, dt)
-    second = cp.evaluate(gt, dt)
+    first = cp.evaluate(gt, dt, coco=True)
+    second = cp.evaluate(gt, dt, coco=True)
     assert first == second
     assert gt == gt_before and dt == dt_before
     assert set(first) == {"Reasonable", "Reasonable_small", "Heavy", "All", "coco_AP",
@@ -436,3 +437,71 @@ def test_malformed_json_and_structure(tmp_path, capsys):
     assert "detections must be a JSON list" in capsys.readouterr().err
     with pytest.raises(DataError, match="ground truth has no images"):
         cp.evaluate(make_gt([], image_ids=[]), [])
+
+
+@pytest.mark.parametrize("field, value, record, reason", [
+    ("bbox", [100, 0, -41, 100], "detection 1", "'bbox' has a negative width or height"),
+    ("bbox", [100, 0, 41, -1], "detection 1", "'bbox' has a negative width or height"),
+    ("score", True, "detection 1", "'score' must be a finite number, got True"),
+    ("score", "0.8", "detection 1", "'score' must be a finite number, got '0.8'"),
+    ("bbox", [100, 0, False, 100], "detection 1", "'bbox' must be a finite number, got False"),
+])
+def test_bad_detection_values(tmp_path, capsys, field, value, record, reason):
+    # Negative sizes are malformed (a zero one is valid: it matches nothing); booleans and
+    # strings are not numbers. Files and loaded objects give the same error.
+    gt, dt = _bad_case(None)
+    dt[1][field] = value
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    code = main(["eval", "citypersons", "--gt", str(tmp_path / "gt.json"),
+                 "--dt", str(tmp_path / "dt.json"), "--out", str(tmp_path / "m.json")])
+    assert code == 2
+    message = capsys.readouterr().err
+    assert f"{tmp_path / 'dt.json'} [{record}]: {reason}" in message, message
+    assert not (tmp_path / "m.json").exists()
+    with pytest.raises(DataError, match=re.escape(f"[{record}]: {reason}")):
+        cp.evaluate(gt, dt)
+
+
+def test_zero_width_detection_is_a_false_positive():
+    # On the second GT's left edge, zero wide: no overlap, so an FP (not an error).
+    gt, dt = _bad_case(None)
+    dt[1].update(bbox=[100, 0, 0, 100], image_id=1)
+    assert labels(gt, dt) == [TP, FP]
+
+
+@pytest.mark.parametrize("which", ["--gt", "--dt"])
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_missing_or_directory_input(tmp_path, capsys, which, kind):
+    gt, dt = _bad_case(None)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    bad = tmp_path / ("missing.json" if kind == "missing" else "folder")
+    if kind == "directory":
+        bad.mkdir()
+    paths = {"--gt": tmp_path / "gt.json", "--dt": tmp_path / "dt.json", which: bad}
+    assert main(["eval", "citypersons", "--gt", str(paths["--gt"]), "--dt", str(paths["--dt"]),
+                 "--out", str(tmp_path / "m.json")]) == 2
+    reason = "file not found" if kind == "missing" else "is a directory, expected a file"
+    assert capsys.readouterr().err == f"error: {bad}: {reason}\n"
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_dataset_json_converted_for_crowdhuman_is_refused(tmp_path, capsys):
+    # Our CrowdHuman json has every field the CityPersons protocol reads, so it would be
+    # evaluated without a word: info.dataset (written by the converters) tells them apart.
+    gt, dt = _bad_case(None)
+    gt["info"] = {"dataset": "crowdhuman", "split": "val"}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    assert main(["eval", "citypersons", "--gt", str(tmp_path / "gt.json"),
+                 "--dt", str(tmp_path / "dt.json"), "--out", str(tmp_path / "m.json")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"error: {tmp_path / 'gt.json'}: this dataset json was converted for crowdhuman "
+        "(info.dataset 'crowdhuman'), not citypersons: evaluate it with `lla eval crowdhuman`")
+    assert not (tmp_path / "m.json").exists()
+    with pytest.raises(DataError, match="converted for crowdhuman"):
+        cp.evaluate(gt, dt)
+    expected = cp.evaluate(dict(gt, info={}), dt)
+    gt["info"]["dataset"] = "citypersons"   # its own: evaluated
+    assert cp.evaluate(gt, dt) == expected

@@ -330,7 +330,9 @@ def _random_case(rng, near_threshold):
                     w *= float(rng.uniform(0.95, 1.05))
                 else:
                     x, y = x + float(rng.integers(-4, 5)), y + float(rng.integers(-4, 5))
-                    w, h = w + float(rng.integers(-4, 5)), h + float(rng.integers(-4, 5))
+                    # Sizes down to 0 (a degenerate box is valid input), never negative.
+                    w = max(w + float(rng.integers(-4, 5)), 0.0)
+                    h = max(h + float(rng.integers(-4, 5)), 0.0)
             else:
                 x, y = float(rng.integers(-10, width)), float(rng.integers(-10, height))
                 w, h = float(rng.integers(1, 30)), float(rng.integers(1, 30))
@@ -540,7 +542,7 @@ def test_cli_writes_all_metrics(tmp_path, capsys):
     gt, dt, gt_path, dt_path = _write_case(tmp_path)
     out = tmp_path / "sub" / "metrics.json"
     assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--coco"]) == 0
     written = json.loads(out.read_text())
     assert set(written) == {"MR", "AP", "Recall", "JI", "coco_AP", "coco_AP50"}
     assert written == json.loads(capsys.readouterr().out)
@@ -549,6 +551,10 @@ def test_cli_writes_all_metrics(tmp_path, capsys):
                  "--no-ji", "--no-coco", "--out", str(out)]) == 0
     assert set(json.loads(out.read_text())) == {"MR", "AP", "Recall"}
     assert [p.name for p in out.parent.iterdir()] == ["metrics.json"]  # no temp files left
+    # The default: what CrowdHuman papers report.
+    assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
+                 "--out", str(out)]) == 0
+    assert set(json.loads(out.read_text())) == {"MR", "AP", "Recall", "JI"}
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
@@ -657,3 +663,252 @@ def test_malformed_boxes_name_their_record(tmp_path):
                                {"id": 2, "image_id": 7, "bbox": [0, 0, 1, 1]}]}
     with pytest.raises(DataError, match=r"\[annotations\[1\]\]: unknown image_id 7"):
         evaluate(gt_json, [])
+
+
+# --------------------------------------------------------------------------- fast paths
+
+
+def test_ji_matching_of_all_images_at_once_equals_scipy_image_by_image():
+    # Random dense graphs on several images; per image, the reference is scipy on that
+    # image alone, built as mmdetection builds it (a dense matrix of the kept detections
+    # in file order by the image's valid GTs, then CSR).
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+
+    from lla.eval import ji
+
+    rng = np.random.default_rng(8)
+    for _ in range(150):
+        dt_start, gt_start, blocks = [0], [0], []
+        for _ in range(int(rng.integers(1, 7))):
+            n_dt, n_gt = int(rng.integers(0, 7)), int(rng.integers(0, 7))
+            blocks.append(rng.random((n_dt, n_gt)) < rng.uniform(0.1, 0.8))
+            dt_start.append(dt_start[-1] + n_dt)
+            gt_start.append(gt_start[-1] + n_gt)
+        passed = rng.integers(0, 11, dt_start[-1])
+        edge_dt, edge_gt = [], []
+        for b, block in enumerate(blocks):
+            rows, cols = np.nonzero(block)
+            edge_dt += (rows + dt_start[b]).tolist()
+            edge_gt += (cols + gt_start[b]).tolist()
+        graph = ji._Edges(np.array(edge_dt, dtype=np.int64), np.array(edge_gt, dtype=np.int64),
+                          passed, gt_start[-1], 10)
+        for t in range(10):
+            got = set(zip(*(a.tolist() for a in graph.maximum_matching(t))))
+            want = set()
+            for b, block in enumerate(blocks):
+                kept = np.flatnonzero(passed[dt_start[b]:dt_start[b + 1]] > t)
+                if len(kept) == 0 or block.shape[1] == 0:
+                    continue
+                match = maximum_bipartite_matching(csr_matrix(block[kept].astype(float)),
+                                                   perm_type="column")
+                want |= {(dt_start[b] + int(kept[r]), gt_start[b] + int(c))
+                         for r, c in enumerate(match) if c >= 0}
+            assert got == want
+
+
+def _arrays(loaded):
+    return {k: v for k, v in vars(loaded).items() if isinstance(v, np.ndarray)}
+
+
+def test_valid_files_are_decoded_typed_into_the_same_arrays(tmp_path, monkeypatch):
+    # The typed decoding of well-formed files gives exactly the arrays of the standard
+    # parser (here: the records passed as objects); the latter is never called for them.
+    from lla.eval import crowdhuman_io
+
+    rng = np.random.default_rng(3)
+    cases = []
+    for _ in range(20):
+        gts, dts = _random_case(rng, near_threshold=bool(rng.random() < 0.5))
+        gt_path, dt_path = tmp_path / "gt.odgt", tmp_path / "dt.odgt"
+        gt_path.write_text("".join(json.dumps(r) + "\n" for r in gts))
+        dt_path.write_text("".join(json.dumps(r) + "\n" for r in dts))
+        list_path = tmp_path / "dt_list.json"
+        list_path.write_text(json.dumps(dts))
+        cases.append((gts, dts, gt_path.read_bytes(), dt_path.read_bytes(),
+                      list_path.read_bytes()))
+    want = []
+    for gts, dts, *_ in cases:
+        g = load_ground_truth(gts)
+        want.append((_arrays(g), _arrays(load_detections(dts, g))))
+
+    def no_standard_parser(*args):
+        raise AssertionError("well-formed input must not need the standard parser")
+
+    monkeypatch.setattr(crowdhuman_io, "_parse", no_standard_parser)
+    for (gts, dts, gt_bytes, dt_bytes, list_bytes), (want_gt, want_dt) in zip(cases, want):
+        (tmp_path / "gt.odgt").write_bytes(gt_bytes)
+        g = load_ground_truth(tmp_path / "gt.odgt")
+        for name, data in (("dt.odgt", dt_bytes), ("dt_list.json", list_bytes)):
+            (tmp_path / name).write_bytes(data)
+            d = load_detections(tmp_path / name, g)
+            for key, value in want_dt.items():
+                np.testing.assert_array_equal(_arrays(d)[key], value)
+        for key, value in want_gt.items():
+            np.testing.assert_array_equal(_arrays(g)[key], value)
+
+
+# --------------------------------------------------------------------------- bad input: files
+
+
+@pytest.mark.parametrize("which", ["--gt", "--dt"])
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_cli_missing_or_directory_input(tmp_path, capsys, which, kind):
+    _, _, gt_path, dt_path = _write_case(tmp_path)
+    bad = tmp_path / ("missing.json" if kind == "missing" else "folder.json")
+    if kind == "directory":
+        bad.mkdir()
+    paths = {"--gt": gt_path, "--dt": dt_path, which: bad}
+    out = tmp_path / "out" / "metrics.json"
+    assert main(["eval", "crowdhuman", "--gt", str(paths["--gt"]), "--dt", str(paths["--dt"]),
+                 "--out", str(out)]) == 2
+    reason = "file not found" if kind == "missing" else "is a directory, expected a file"
+    assert capsys.readouterr().err == f"error: {bad}: {reason}\n"
+    assert not out.parent.exists()
+
+
+def test_cli_input_that_is_not_text(tmp_path, capsys):
+    _, _, gt_path, dt_path = _write_case(tmp_path)
+    dt_path.write_bytes(b"\xff\xfe\x00[")
+    assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path)]) == 2
+    assert capsys.readouterr().err == f"error: {dt_path}: not UTF-8 text: invalid start byte\n"
+
+
+def test_cli_out_is_a_directory(tmp_path, capsys):
+    _, _, gt_path, dt_path = _write_case(tmp_path)
+    assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
+                 "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path}: is a directory")
+
+
+# --------------------------------------------------------------------------- bad input: values
+
+
+def _one_person_case():
+    """One person found exactly (MR 0, AP 0, Recall 1) and a second, far detection."""
+    gt_json = {"images": [{"id": 1, "width": W, "height": H, "record_id": "a"}],
+               "annotations": [{"id": 1, "image_id": 1, "bbox": [0, 0, 100, 200],
+                                "ignore": 0}]}
+    dt = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 200], "score": 0.9},
+          {"image_id": 1, "category_id": 1, "bbox": [500, 500, 50, 50], "score": 0.5}]
+    return gt_json, dt
+
+
+def test_negative_width_or_height_is_rejected(tmp_path, capsys):
+    # A box [500, 500, -50, 50] (x2 < x1) would count as a false positive: it is malformed
+    # input, named with its record, and nothing is written.
+    gt_json, dt = _one_person_case()
+    gt_path = tmp_path / "gt.json"
+    gt_path.write_text(json.dumps(gt_json))
+    for k, box in ((2, [500, 500, -50, 50]), (3, [500, 500, 50, -1e-9])):
+        bad = [dict(d) for d in dt]
+        bad[1] = dict(bad[1], bbox=box)
+        dt_path, out = tmp_path / "dt.json", tmp_path / "m.json"
+        dt_path.write_text(json.dumps(bad))
+        assert main(["eval", "crowdhuman", "--gt", str(gt_path), "--dt", str(dt_path),
+                     "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {dt_path} [record 1]: bbox has a negative width or "
+                              f"height: {box!r}"), err
+        assert not out.exists()
+        with pytest.raises(DataError, match=r"\[record 1\]: bbox has a negative"):
+            evaluate(gt_json, bad)
+    # The same in a detection .odgt (line 1) and in the streaming evaluator.
+    records = [{"ID": "a", "width": W, "height": H,
+                "dtboxes": [{"box": [0, 0, 100, 200], "score": 0.9},
+                            {"box": [500, 500, -50, 50], "score": 0.5}]}]
+    odgt = tmp_path / "dt.odgt"
+    odgt.write_text(json.dumps(records[0]) + "\n")
+    with pytest.raises(DataError, match=r"dt\.odgt:1: a dtboxes box of ID 'a' has a negative"):
+        evaluate(gt_json, odgt)
+    evaluator = CrowdHumanEvaluator(gt_json)
+    evaluator.process([1], [{"boxes": np.array([[550.0, 500, 500, 550]]),
+                             "scores": np.array([0.5])}])
+    with pytest.raises(DataError, match=r"\[image 1\]: detection 0 has a negative width"):
+        evaluator.compute()
+
+
+def test_zero_width_or_height_is_a_valid_detection(tmp_path):
+    # A degenerate box overlaps nothing: it is a false positive, as in the official code.
+    # Pooled [TP 0.9, FP 0.5]: fppi [0, 1]; recall 1 from the start -> MR 0; Recall 1.
+    gt_json, dt = _one_person_case()
+    dt[1]["bbox"] = [500, 500, 0, 50]
+    (tmp_path / "gt.json").write_text(json.dumps(gt_json))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    got = evaluate(tmp_path / "gt.json", tmp_path / "dt.json", ji=False)
+    assert_metrics(got, 0.0, 0.0, 1.0)
+    assert pooled(gt_json, dt) == [1, 0]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("score", True, "score must be a number, got True"),
+    ("score", "0.5", "score must be a number, got '0.5'"),
+    ("score", None, "score must be a number, got None"),
+    ("bbox", [0, 0, "100", 200], "bbox has a non-numeric entry: [0, 0, '100', 200]"),
+    ("bbox", [0, 0, True, 200], "bbox has a non-numeric entry: [0, 0, True, 200]"),
+])
+def test_non_numeric_values_are_rejected(tmp_path, field, value, message):
+    gt_json, dt = _one_person_case()
+    dt[1][field] = value
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    for source in (tmp_path / "dt.json", dt):
+        with pytest.raises(DataError) as info:
+            evaluate(gt_json, source)
+        assert "[record 1]: " + message in str(info.value)
+
+
+def test_dataset_json_converted_for_citypersons_is_refused(tmp_path, capsys):
+    gt_json, dt = _one_person_case()
+    gt_json["info"] = {"dataset": "citypersons", "split": "val"}
+    (tmp_path / "gt.json").write_text(json.dumps(gt_json))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    assert main(["eval", "crowdhuman", "--gt", str(tmp_path / "gt.json"), "--dt",
+                 str(tmp_path / "dt.json"), "--out", str(tmp_path / "m.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'gt.json'}: this dataset json was converted for "
+                          "citypersons (info.dataset 'citypersons'), not crowdhuman: evaluate "
+                          "it with `lla eval citypersons`"), err
+    assert not (tmp_path / "m.json").exists()
+    with pytest.raises(DataError, match="converted for citypersons"):
+        evaluate(gt_json, dt)
+    gt_json["info"]["dataset"] = "crowdhuman"   # its own: evaluated
+    assert evaluate(gt_json, dt)["Recall"] == 1.0
+
+
+def test_coco_results_decoded_in_parts_give_the_whole_file(tmp_path, monkeypatch):
+    # A results file is decoded in parts cut between records: parts of a few records
+    # (cuts everywhere, with any spacing) give exactly the arrays of one part. A cut inside
+    # a string (here a "note" holding "}, {") makes its part invalid: the file is then
+    # read the standard way, with the same result.
+    from lla.eval import crowdhuman_io, json_input
+
+    rng = np.random.default_rng(12)
+    gts, dts = _random_case(rng, near_threshold=False)
+    while sum(len(d["dtboxes"]) for d in dts) < 5:
+        gts, dts = _random_case(rng, near_threshold=False)
+    g = load_ground_truth([dict(r, width=W, height=H) for r in gts])
+    ids = {r["ID"]: k + 1 for k, r in enumerate(gts)}
+    results = [{"image_id": ids[d["ID"]], "category_id": 1, "bbox": b["box"],
+                "score": b["score"]} for d in dts for b in d["dtboxes"]]
+    noted = [dict(r, note="}, {") for r in results]
+    whole = _arrays(load_detections(results, g))
+    path = tmp_path / "dt.json"
+    standard_parse = crowdhuman_io._parse
+    for records, parsed_standard_way in ((results, False), (noted, True)):
+        for text in (json.dumps(records), json.dumps(records, indent=2),
+                     json.dumps(records, separators=(",", ":"))):
+            path.write_text(text)
+            for part_bytes in (1, 37, 10 ** 9):
+                parsed = []
+                monkeypatch.setattr(crowdhuman_io, "_parse",
+                                    lambda *a: parsed.append(1) or standard_parse(*a))
+                monkeypatch.setattr(crowdhuman_io, "decode_typed_list_parts",
+                                    lambda raw, decoder, n=part_bytes:
+                                    json_input.decode_typed_list_parts(raw, decoder, n))
+                got = _arrays(load_detections(path, g))
+                for key, value in whole.items():
+                    np.testing.assert_array_equal(got[key], value)
+                if not parsed_standard_way:
+                    assert not parsed
+                elif part_bytes == 1:
+                    assert parsed

@@ -11,8 +11,10 @@ import pytest
 import yaml
 from PIL import Image
 
+from lla.analysis.positives import evolution_iterations
 from lla.cli import main
-from lla.config import converted_json, load_params
+from lla.config import load_params
+from lla.layout import Results, converted_json
 from lla.report import figures
 from test_workflow import _jobs, _pipeline_copy, _snakemake
 
@@ -73,7 +75,7 @@ def test_figure_inputs_and_evolution_iterations():
         "r/detections/lla_fcos_r50.json")
     # Fig. 4 reads the checkpoints train.keep_checkpoints keeps, whatever they are.
     kept = params["train"]["defaults"]["keep_checkpoints"]
-    assert figures.evolution_iterations(params, "paper", "lla_retinanet_star_a1_r50") == [
+    assert evolution_iterations(params, "paper", "lla_retinanet_star_a1_r50") == [
         *[str(i) for i in sorted(kept)], "final"]
     with pytest.raises(Exception, match="unknown figure 'fig9'"):
         figures.figure_inputs(params, "paper", "fig9", "r")
@@ -104,7 +106,7 @@ def micro_results(tmp_path_factory):
     os.chdir(work)
     try:
         root = work / "data" / "synthcrowd" / "micro" / "crowdhuman"
-        assert main(["data", "synth", "--profile", "micro", "--out", str(root.parent),
+        assert main(["data", "synth", "--profile", "micro", "--out-dir", str(root.parent),
                      "--workers", "1", "--only", "crowdhuman"]) == 0
         assert main(["data", "convert", "crowdhuman", "--root", str(root),
                      "--out-dir", str(root / "converted")]) == 0
@@ -116,24 +118,23 @@ def micro_results(tmp_path_factory):
                      if experiment in with_detections else [])
             assert main(["train", "--experiment", experiment, "--profile", "micro", *extra]) == 0
         positives = settings["positives"]
+        files = Results(Path("results/micro"))
         for name in ("fig1", "fig2"):
             for experiment in figures.experiments_of(settings, name):
                 assert main(["analyze", "positives", "--run-dir", f"runs/micro/{experiment}",
                              "--profile", "micro", "--split", positives["split"],
                              "--images", str(positives["images"]), "--out",
-                             str(figures.analysis_path("results/micro", "positives",
-                                                       experiment))]) == 0
+                             str(files.figure_data("positives", experiment))]) == 0
         evolved = settings["fig4"]["experiment"]
         assert main(["analyze", "positives", "--run-dir", f"runs/micro/{evolved}",
                      "--profile", "micro", "--images", str(positives["images"]),
-                     "--iterations", *figures.evolution_iterations(params, "micro", evolved),
-                     "--out", str(figures.analysis_path("results/micro", "evolution",
-                                                        evolved))]) == 0
+                     "--iterations", *evolution_iterations(params, "micro", evolved),
+                     "--out", str(files.figure_data("evolution", evolved))]) == 0
         for experiment in settings["fig3"]["experiments"]:
             assert main(["analyze", "levels", "--checkpoint",
                          f"runs/micro/{experiment}/model_final.pt", "--profile", "micro",
-                         "--max-gts", str(settings["fig3"]["max_gts"]), "--out-csv",
-                         str(figures.analysis_path("results/micro", "levels", experiment))]) == 0
+                         "--max-gts", str(settings["fig3"]["max_gts"]), "--out",
+                         str(files.figure_data("levels", experiment))]) == 0
         for name in figures.FIGURES:
             assert main(["report", "figure", name, "--profile", "micro",
                          "--out", f"results/micro/figures/{name}.png"]) == 0
@@ -204,9 +205,9 @@ def test_all_figures_dry_run(profile, tmp_path):
     out = result.stdout
     jobs = _jobs(out)
     assert {rule: jobs.get(rule) for rule in (
-        "train", "analyze_positives", "analyze_evolution", "analyze_levels",
+        "train", "analyze_positives", "analyze_levels",
         "figure", "figure_levels", "all_figures")} == {
-        "train": 5, "analyze_positives": 5, "analyze_evolution": 1,
+        "train": 5, "analyze_positives": 5 + 1,
         "analyze_levels": 2, "figure": 4, "figure_levels": 1, "all_figures": 1}
     for name in figures.FIGURES:
         assert f"results/{profile}/figures/{name}.png" in out

@@ -7,19 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from PIL import Image
 
+from lla.analysis.fpn_levels import level_rows, level_summary, sample_person_annotations
+from lla.analysis.positives import (ImageAssignment, checkpoints_to_analyse, dominant_level,
+                                    image_positives, level_names, most_crowded_images,
+                                    parse_iterations, positives_per_level)
 from lla.cli import main
 from lla.config import load_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.errors import DataError
-from lla.eval.fpn_levels import level_rows, level_summary, sample_person_annotations
-from lla.eval.positives import (ImageAssignment, checkpoints_to_analyse, dominant_level,
-                                image_positives, level_names, most_crowded_images,
-                                parse_iterations, positives_per_level)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -170,7 +171,7 @@ def micro_run(tmp_path_factory):
     params = load_params(REPO / "params.yaml")
     params["data_root"] = str(tmp_path / "data")
     params_path = tmp_path / "params.yaml"
-    params_path.write_text(json.dumps(dict(params)))  # JSON is YAML
+    params_path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
     converted = tmp_path / "data" / "synthcrowd" / "micro" / "crowdhuman" / "converted"
     (converted / "images").mkdir(parents=True)
     images = []
@@ -206,7 +207,7 @@ def test_levels_command(micro_run, tmp_path):
     params_path, run_dir = micro_run
     out = tmp_path / "levels.csv"
     assert main(["analyze", "levels", "--checkpoint", str(run_dir / "model_final.pt"),
-                 "--profile", "micro", "--params", str(params_path), "--out-csv", str(out)]) == 0
+                 "--profile", "micro", "--params", str(params_path), "--out", str(out)]) == 0
     rows = _read_csv(out)
     assert [int(r["annotation_id"]) for r in rows] == [1, 3, 4, 5]
     positives = {int(r["annotation_id"]): int(r["positives"]) for r in rows}
@@ -224,13 +225,13 @@ def test_levels_command(micro_run, tmp_path):
     assert sum(int(s["gts"]) for s in summary) == 4
     assert sum(int(s["positives"]) for s in summary) == 30
     # --max-gts 2: two of the four persons, drawn with the seed.
+    out = tmp_path / "two.csv"
     assert main(["analyze", "levels", "--checkpoint", str(run_dir / "model_final.pt"),
                  "--profile", "micro", "--params", str(params_path), "--max-gts", "2",
-                 "--seed", "3", "--out-csv", str(out), "--summary-csv",
-                 str(tmp_path / "s.csv")]) == 0
+                 "--seed", "3", "--out", str(out)]) == 0
     chosen = [int(r["annotation_id"]) for r in _read_csv(out)]
     assert len(chosen) == 2 and set(chosen) <= {1, 3, 4, 5}
-    assert sum(int(s["gts"]) for s in _read_csv(tmp_path / "s.csv")) == 2
+    assert sum(int(s["gts"]) for s in _read_csv(tmp_path / "two.per_level.csv")) == 2
 
 
 def test_positives_command(micro_run, tmp_path):
@@ -275,9 +276,9 @@ def test_bad_inputs_are_reported(micro_run, tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "iter_0000002.pt" in capsys.readouterr().err
     assert main(["analyze", "levels", "--checkpoint", str(run_dir / "model_final.pt"), *base,
-                 "--max-gts", "0", "--out-csv", str(tmp_path / "l.csv")]) == 2
+                 "--max-gts", "0", "--out", str(tmp_path / "l.csv")]) == 2
     assert "--max-gts must be >= 1" in capsys.readouterr().err
     assert main(["analyze", "levels", "--checkpoint", str(tmp_path / "missing.pt"), *base,
-                 "--out-csv", str(tmp_path / "l.csv")]) == 2
+                 "--out", str(tmp_path / "l.csv")]) == 2
     assert "missing.pt" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "l.csv").exists()

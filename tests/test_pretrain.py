@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from lla.cli import main
 from lla.config import load_params
 from lla.data.crops import BACKGROUND, PERSON, CropSampler, CropSettings, covered_fraction
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.errors import DataError
 from lla.models.backbone import build_body, load_body_weights
 
@@ -87,7 +88,7 @@ def micro_params(tmp_path: Path) -> Path:
     params = load_params(REPO / "params.yaml")
     params["data_root"] = str(tmp_path / "data")
     path = tmp_path / "params.yaml"
-    path.write_text(json.dumps(dict(params)))  # JSON is YAML
+    path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
     converted = tmp_path / "data" / "synthcrowd" / "micro" / "crowdhuman" / "converted"
     (converted / "images").mkdir(parents=True)
     rng = np.random.default_rng(0)

@@ -10,14 +10,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 
+from lla.analysis.visible import compared_experiments, visible_settings
 from lla.cli import main
 from lla.config import load_params
 from lla.report import tables as report_tables
 from lla.report.paper import figure_number, git_state, settings_sha256
 from lla.runs import run_ids
-from lla.eval.visible import compared_experiments, visible_settings
+from test_tables import markdown_rows
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = "micro"
@@ -39,28 +41,30 @@ def _visible_result(occluded_mean):
 
 @pytest.fixture
 def inputs(tmp_path):
-    """params.yaml (micro), every table rendered by lla.report.tables from made-up cells,
-    five figure PNGs and a visible-box result per run (baselines 0.40, LLA 0.55)."""
+    """params.yaml (micro), a result json for every run every table reads (every metric
+    0.125: 12.50 %), five figure PNGs and a visible-box result per run (baselines 0.40,
+    LLA 0.55)."""
     params = load_params(REPO / "params.yaml")
     params_path = tmp_path / "params.yaml"
-    params_path.write_text(json.dumps(dict(params)))  # JSON is YAML
-    tables_dir = tmp_path / "tables"
+    params_path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
+    results = tmp_path / "results"
     for name in params["tables"]:
         spec = report_tables.table_spec(params, name)
-        cells = [report_tables.Cell(row_id=row, row_label=spec["rows"][row]["label"],
-                                    column=column, experiment=experiment, reproduced=12.345,
-                                    reproduced_diverged=False, paper=10.0, paper_diverged=False,
-                                    run_values=(12.345,))
-                 for row, column, experiment in report_tables.cell_experiments(spec)]
-        report_tables.atomic_write_text(tables_dir / f"{name}.md", report_tables.render_markdown(
-            spec, cells, profile=PROFILE, data_source="synthcrowd"))
-        report_tables.atomic_write_text(tables_dir / f"{name}.csv", report_tables.render_csv(cells))
+        for experiment in report_tables.table_experiments(params, name):
+            for run in run_ids(params, experiment, PROFILE):
+                path = report_tables.result_path(results, spec["source"], run)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps({metric: 0.125 for metric in spec["columns"].values()}))
+    for experiment in params["figures"]["defaults"]["fig3"]["experiments"]:
+        # two GTs on P3 and P4 (lla analyze levels' csv)
+        path = results / "figure_data" / f"levels_{experiment}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("annotation_id,level,level_name\n1,0,P3\n2,1,P4\n")
     figures_dir = tmp_path / "figures"
     figures_dir.mkdir()
     for n in range(1, 6):
         (figures_dir / f"fig{n}.png").write_bytes(_png((40 * n, 0, 0)))
-    analysis_dir = tmp_path / "analysis"
-    analysis_dir.mkdir()
+    analysis_dir = results / "analysis"
     settings = visible_settings(params, PROFILE)
     lla_experiments = {pair["lla"] for pair in settings["comparisons"]}
     for experiment in compared_experiments(settings):
@@ -69,10 +73,10 @@ def inputs(tmp_path):
             (analysis_dir / f"visible_{run}.json").write_text(json.dumps(_visible_result(value)))
     out_md, out_html = tmp_path / "reports" / "paper.md", tmp_path / "reports" / "paper.html"
     argv = ["report", "paper", "--profile", PROFILE, "--params", str(params_path),
-            "--tables", str(tables_dir), "--figures", str(figures_dir),
-            "--analysis", str(analysis_dir), "--out-md", str(out_md), "--out-html", str(out_html)]
-    return {"argv": argv, "params": params, "params_path": params_path, "tables": tables_dir,
-            "figures": figures_dir, "analysis": analysis_dir, "md": out_md, "html": out_html}
+            "--results", str(results), "--figures", str(figures_dir),
+            "--out-dir", str(out_md.parent)]
+    return {"argv": argv, "params": params, "params_path": params_path, "results": results,
+            "figures": figures_dir, "md": out_md, "html": out_html}
 
 
 def test_report_has_every_section_and_embeds_the_figures(inputs):
@@ -90,12 +94,17 @@ def test_report_has_every_section_and_embeds_the_figures(inputs):
                  settings_sha256(load_params(inputs["params_path"]), PROFILE), "UTC"):
         assert text in md
         assert text in page.replace("<code>", "`").replace("</code>", "`")
-    # Every table, verbatim in the markdown and as an HTML table with its dataset.
+    # Every table, as `lla report table` renders it in the markdown, and as an HTML table
+    # with its dataset.
     for name in params["tables"]:
         title = params["tables"][name]["title"]
-        assert (inputs["tables"] / f"{name}.md").read_text().strip() in md
-        assert title.split(".")[0] in page
-    assert "12.35" in page and "10.00" in page and "+2.35" in page  # ours | paper | Δ
+        spec = report_tables.table_spec(params, name)
+        frame = report_tables.load_table_frame(params, name, inputs["results"], PROFILE)
+        assert report_tables.render_markdown(spec, frame, profile=PROFILE,
+                                             data_source="synthcrowd").strip() in md
+        assert f"<h4>{title}</h4>" in page
+    # Table 1, RetinaNet, MR: ours 12.50, paper 59.13, difference -46.63.
+    assert "<td>12.50</td>\n      <td>59.13</td>\n      <td>-46.63</td>" in page
     assert "dataset: synthcrowd (crowdhuman layout)" in page
     assert "dataset: synthcrowd (citypersons layout)" in page
     # Figures: linked relative to the report in the markdown, embedded byte for byte in the HTML.
@@ -106,22 +115,31 @@ def test_report_has_every_section_and_embeds_the_figures(inputs):
         assert f"Figure {n}." in page
     assert page.count("data:image/png;base64,") == 5
     assert md.index("### Figure 1") < md.index("### Figure 5")
-    # The claims of params.yaml, checked on those tables: every table cell is 12.345, so each
+    # The claims of params.yaml, checked on those results: every table cell is 12.50, so each
     # table claim sees no difference; the visible-box claims see LLA 55 % vs 40 % (one run
     # each in micro): +15 points, the sign alone.
     assert md.index("## The paper's claims on this run") < md.index("## Tables")
     assert "<h2>The paper's claims on this run</h2>" in page
     for claim in params["claims"]:
         assert claim["claim"] in md
-    assert "| LLA.FCOS lowers MR vs FCOS (Table 1) | 12.35 (1 run) | 12.35 (1 run) | +0.00 |  | equal (1 run) |" in md
-    assert "| 55.00 (1 run) | 40.00 (1 run) | +15.00 |  | holds (1 run) |" in md
+    rows = markdown_rows(md[md.index("## The paper's claims"):md.index("## Tables")])
+    # LLA.FCOS vs FCOS, MR: no difference here, the abstract's -5.47 in the paper
+    assert ["LLA.FCOS lowers MR vs FCOS by 5.47 (abstract, Table 1)", "12.50 (1 run)",
+            "12.50 (1 run)", "+0.00", "-5.47", "0.00", "", "equal (1 run)"] in rows
+    own = [row for row in rows if "this project's measure, not a paper claim" in row[0]]
+    assert len(own) == 2 and all(row[1].startswith("55.00") and row[2:] == [
+        "40.00 (1 run)", "+15.00", "none (own measure)", "", "", "holds (1 run)"] for row in own)
+    assert "This is this project's own measure" in md
     # The visible-box table: baseline 40.0, LLA 55.0 (± 0.0 when the profile has several
     # seeds), difference +15.0 points, for both pairs.
-    for label in ("LLA.FCOS", "FCOS w/ centerness", "LLA.RetinaNet*(#A=1)", "RetinaNet*(#A=1)"):
-        assert f"| {label} |" in md
-    assert len(re.findall(r"\| 55\.0( ± 0\.0)? \| 55\.0", md)) == 2
-    assert len(re.findall(r"\| 40\.0( ± 0\.0)? \| 40\.0", md)) == 2
-    assert md.count("| +15.0 | +15.0 | +0.0 | +0.0 |") == 2
+    rows = markdown_rows(md[md.index("## Occluded persons"):])
+    assert {row[0] for row in rows} >= {"LLA.FCOS", "FCOS w/ centerness",
+                                       "LLA.RetinaNet*(#A=1)", "RetinaNet*(#A=1)"}
+    assert sum(1 for row in rows if re.fullmatch(r"55\.0( ± 0\.0)?", row[3])
+               and re.fullmatch(r"55\.0( ± 0\.0)?", row[4])) == 2
+    assert sum(1 for row in rows if re.fullmatch(r"40\.0( ± 0\.0)?", row[3])
+               and re.fullmatch(r"40\.0( ± 0\.0)?", row[4])) == 2
+    assert sum(1 for row in rows if row[-4:] == ["+15.0", "+15.0", "+0.0", "+0.0"]) == 2
 
 
 def test_commit_and_dirty_tree_of_a_git_checkout(inputs, tmp_path):
@@ -148,8 +166,11 @@ def test_commit_and_dirty_tree_of_a_git_checkout(inputs, tmp_path):
     assert dirty in inputs["md"].read_text()
 
 
-@pytest.mark.parametrize("missing", ["tables/table3.csv", "tables/table7.md", "figures/fig4.png",
-                                     "analysis/visible_fcos_ctr_r50.json"])
+@pytest.mark.parametrize("missing", ["results/metrics/lla_retinanet_star_a1_giou_iou_r50.json",
+                                     "results/figure_data/levels_retinanet_r50.csv",
+                                     "results/metrics/cp_retinanet_r50.json",
+                                     "results/analysis/aar_fcos_ctr_r50.json", "figures/fig4.png",
+                                     "results/analysis/visible_fcos_ctr_r50.json"])
 def test_a_missing_input_is_an_error_naming_it(inputs, missing, capsys):
     argv = list(inputs["argv"])
     if missing.startswith("figures/"):

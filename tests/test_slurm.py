@@ -5,7 +5,9 @@ this machine; the fixture's finalizer stops them with .ci/slurm/stop.sh. CI runs
 so there this test runs; it skips only where it cannot install or start daemons.
 
 The workflow runs in a temporary copy of the repository's workflow files, with the literal
-`slurm` profile of the repository and the target `all_tables`: every rule of the table DAG
+`slurm` profile of the repository and the target `all_tables`, started as a user who did not
+activate the environment would: `.venv/bin/snakemake` by its path, the venv's bin not on PATH
+(the jobs must still find the venv's `lla`): every rule of the table DAG
 (synthesis, conversion of both datasets, train with its inference, evaluate, the AAR
 analysis, table rendering) on micro's 42 experiments (45 runs: Table 2 has two seeds in
 micro). Test-only options:
@@ -21,6 +23,9 @@ micro). Test-only options:
 Evidence that Slurm ran the jobs: Snakemake's "submitted with SLURM jobid N" lines, a Slurm
 log file per job, and squeue (which lists finished jobs for MinJobAge=3600 s; there is no
 accounting database for sacct) reporting every one of those job ids COMPLETED.
+
+A second, short run makes one Slurm job fail (a malformed annotation file to convert): its
+log, with the `lla` error, must reach the console.
 """
 
 from __future__ import annotations
@@ -67,6 +72,14 @@ def _environment() -> dict[str, str]:
     return env
 
 
+def _unactivated_environment() -> dict[str, str]:
+    """A shell where the venv is not activated: neither its bin on PATH nor VIRTUAL_ENV."""
+    env = {k: v for k, v in _environment().items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if p and Path(p).resolve() != BIN.resolve())
+    return env
+
+
 @pytest.fixture(scope="module")
 def slurm_cluster():
     reason = _skip_reason()
@@ -91,10 +104,11 @@ def _copy_workflow(workdir: Path) -> None:
             shutil.copy2(source, target)
 
 
-def _run_until_done(command: list[str], workdir: Path, log_path: Path, timeout: float) -> int:
+def _run_until_done(command: list[str], workdir: Path, log_path: Path, timeout: float,
+                    env: dict[str, str] | None = None) -> int:
     """Run ``command``; on timeout stop it with SIGINT, which makes Snakemake scancel its jobs."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=_environment(), stdout=log,
+        process = subprocess.Popen(command, cwd=workdir, env=env or _environment(), stdout=log,
                                    stderr=subprocess.STDOUT)
         try:
             return process.wait(timeout=timeout)
@@ -128,11 +142,14 @@ def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
                "--groups", "train=runs", "analyze_aar=runs", "evaluate=evaluations",
                "--group-components", "runs=2", "evaluations=2"]
     started = time.monotonic()
-    returncode = _run_until_done(command, workdir, log_path, SNAKEMAKE_TIMEOUT_S)
+    returncode = _run_until_done(command, workdir, log_path, SNAKEMAKE_TIMEOUT_S,
+                                 env=_unactivated_environment())
     elapsed = time.monotonic() - started
     log = log_path.read_text()
     assert returncode == 0, log[-4000:]
     print(f"micro {TARGET} through Slurm: {elapsed:.0f} s")
+    # The profile's empty site settings are named once, by the Snakemake the user started.
+    assert log.count("Slurm site settings left empty") == 1
 
     for table in TABLES:
         for extension in ("md", "csv"):
@@ -155,3 +172,29 @@ def test_micro_tables_run_as_slurm_jobs(slurm_cluster, tmp_path):
     # Slurm itself lists every submitted job as completed (no sacct needed).
     states = _squeue_states(job_ids)
     assert states == {job_id: "COMPLETED" for job_id in job_ids}
+
+
+@pytest.mark.slow
+def test_a_failed_slurm_job_shows_its_log_on_the_console(slurm_cluster, tmp_path):
+    workdir = tmp_path / "repo"
+    _copy_workflow(workdir)
+    # Annotations that `lla data convert` rejects, in place of micro's synthcrowd
+    root = workdir / "data" / "synthcrowd" / "micro" / "crowdhuman"
+    root.mkdir(parents=True)
+    for split in ("train", "val"):
+        (root / f"annotation_{split}.odgt").write_text("not a json line\n")
+    target = "data/synthcrowd/micro/crowdhuman/converted/train.json"
+    log_path = tmp_path / "snakemake.log"
+    command = [str(BIN / "snakemake"), target, "--profile", "slurm", "--config", "profile=micro",
+               "--retries", "0", "--slurm-init-seconds-before-status-checks", "5"]
+    returncode = _run_until_done(command, workdir, log_path, 600, env=_unactivated_environment())
+    log = log_path.read_text()
+    assert returncode != 0
+    assert len(SUBMITTED.findall(log)) == 1, log[-4000:]
+    assert "Error in rule convert_data:" in log
+    # the job's own log, whose last line is the command's error, is on the console
+    shown = log.split("Logfile data/synthcrowd/micro/crowdhuman/converted/convert.log:", 1)
+    assert len(shown) == 2, log[-4000:]
+    assert ("error: data/synthcrowd/micro/crowdhuman/annotation_train.odgt:1: malformed JSON"
+            in shown[1])
+    assert "command not found" not in log

@@ -153,3 +153,40 @@ def test_cli_bad_input_exit_code(tmp_path, capsys):
     path.write_text("not json\n")
     assert main(["data", "stats", "--gt", str(path)]) == 2
     assert capsys.readouterr().err.startswith(f"error: {path}:1")
+
+
+@pytest.mark.parametrize("box, message", [
+    ([0, 0, -10, 10], "'fbox' has a negative width or height: [0, 0, -10, 10]"),
+    ([0, 0, 10, -0.5], "'fbox' has a negative width or height"),
+    ([0, 0, float("inf"), 10], "'fbox' has a NaN/inf value"),
+])
+def test_negative_or_infinite_sizes_are_errors(tmp_path, capsys, box, message):
+    # Zero sizes are degenerate boxes (counted, see above); negative ones are malformed, as
+    # in the converters.
+    path = write_odgt(tmp_path / "bad.odgt", [IMAGE_B, {"ID": "N", "gtboxes": [
+        person(box, [0, 0, 10, 10])]}])
+    assert main(["data", "stats", "--gt", str(path), "--out", str(tmp_path / "s.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}:2 [N box 0]: ") and message in err, err
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_negative_size_in_converted_json_is_an_error(tmp_path):
+    data = {"images": [{"id": 1, "record_id": "A"}],
+            "annotations": [{"id": 7, "image_id": 1, "bbox": [0, 0, 5, -5], "vis_ratio": 1.0,
+                             "ignore": 0}]}
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"gt\.json \[annotation 7\]: 'bbox' has a negative"):
+        stats.load_ground_truth(path)
+
+
+def test_empty_file_or_directory_is_an_error(tmp_path, capsys):
+    empty = tmp_path / "empty.odgt"
+    empty.write_text("\n")
+    assert main(["data", "stats", "--gt", str(empty)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {empty}: no images in the ground truth")
+    folder = tmp_path / "gt.odgt"
+    folder.mkdir()
+    assert main(["data", "stats", "--gt", str(folder)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {folder}: is a directory")

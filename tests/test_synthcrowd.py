@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from lla.cli import main
@@ -257,16 +258,23 @@ def test_refuses_to_overwrite_a_foreign_dataset(micro, tmp_path):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("width", 300, "multiple of 128"),
-    ("persons_range", [5, 2], "expected [low, high]"),
-    ("colour", 1, "unknown key 'colour'"),
-    ("png_compress_level", 1, "unknown key 'png_compress_level'"),
+    ("width", 300, "[synthcrowd.micro.crowdhuman.width]: must be a positive multiple of 128"),
+    ("persons_range", [5, 2], "[synthcrowd.micro.crowdhuman.persons_range]: expected [low, high]"),
+    ("pose_weights", {"stand": 0, "walk": 0, "raised": 0, "dance": 0},
+     "[synthcrowd.crowdhuman.pose_weights]: the weights sum to 0"),
+    ("colour", 1, "[synthcrowd.micro.crowdhuman.colour]: unknown key"),
+    ("png_compress_level", 1, "[synthcrowd.micro.crowdhuman.png_compress_level]: unknown key"),
 ])
-def test_bad_settings_name_the_key(key, value, message):
+def test_bad_settings_name_the_key(key, value, message, tmp_path, capsys):
     params = load_params(PARAMS)
     params["synthcrowd"]["micro"]["crowdhuman"][key] = value
-    with pytest.raises(DataError, match=re.escape(message)):
-        sc.settings_from_params(params, "micro", PARAMS)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
+    assert main(["data", "synth", "--profile", "micro", "--out-dir", str(tmp_path / "out"),
+                 "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
 
 
 # --- command line ---------------------------------------------------------------------
@@ -279,20 +287,19 @@ def test_cli_help(capsys):
 
 
 def test_cli_unknown_profile(tmp_path, capsys):
-    code = main(["data", "synth", "--profile", "nosuch", "--out", str(tmp_path),
+    code = main(["data", "synth", "--profile", "nosuch", "--out-dir", str(tmp_path),
                  "--params", str(PARAMS)])
     assert code == 2
     err = capsys.readouterr().err
-    assert "no profile 'nosuch'" in err and "micro" in err and "mini" in err
+    assert "unknown profile 'nosuch'" in err and "micro" in err and "mini" in err
 
 
 def test_cli_generates_one_flavour(tmp_path, capsys):
     params = load_params(PARAMS)
     params["synthcrowd"]["micro"]["citypersons"].update(train_images=1, val_images=1)
     path = tmp_path / "params.yaml"
-    import yaml
     path.write_text(yaml.safe_dump(params))
-    assert main(["data", "synth", "--profile", "micro", "--out", str(tmp_path / "out"),
+    assert main(["data", "synth", "--profile", "micro", "--out-dir", str(tmp_path / "out"),
                  "--params", str(path), "--workers", "1", "--only", "citypersons"]) == 0
     assert "citypersons: generated, 2 images" in capsys.readouterr().out
     assert (tmp_path / "out" / "citypersons" / "annotations" / "anno_val.mat").is_file()

@@ -4,17 +4,18 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from PIL import Image
 
+from lla.analysis.visible import (VisibleStats, comparison_rows, experiment_row,
+                                  positives_inside_visible, visible_settings)
 from lla.cli import main
-from lla.config import load_params
+from lla.config import load_params, validate_params
 from lla.engine import checkpoint as ckpt
 from lla.engine.experiment import resolve_experiment
-from lla.engine.train import build_model
+from lla.engine.model import build_model
 from lla.errors import DataError
-from lla.eval.visible import (VisibleStats, comparison_rows, experiment_row,
-                              positives_inside_visible, visible_settings)
 
 REPO = Path(__file__).resolve().parents[1]
 NEG, IGN = -1, -2  # Assignment's NEGATIVE and IGNORED
@@ -147,8 +148,9 @@ def test_settings_are_validated():
     assert {(p["lla"], p["baseline"]) for p in settings["comparisons"]} == {
         ("lla_fcos_r50", "fcos_ctr_r50"), ("lla_retinanet_star_a1_r50", "retinanet_star_a1_r50")}
     params["analysis"]["defaults"]["visible"]["comparisons"][0]["lla"] = "no_such_run"
-    with pytest.raises(DataError, match="unknown experiment 'no_such_run'"):
-        visible_settings(params, "micro")
+    with pytest.raises(DataError, match=r"\[analysis\.defaults\.visible\.comparisons\[0\]\.lla\]: "
+                                        r"unknown experiment 'no_such_run'"):
+        validate_params(params, [REPO / "params.yaml"])
 
 
 # ---------------------------------------------------------------------------- a checkpoint
@@ -167,7 +169,7 @@ def micro_checkpoint(tmp_path):
     params = load_params(REPO / "params.yaml")
     params["data_root"] = str(tmp_path / "data")
     params_path = tmp_path / "params.yaml"
-    params_path.write_text(json.dumps(dict(params)))  # JSON is YAML
+    params_path.write_text(yaml.safe_dump(dict(params), sort_keys=False))
     converted = tmp_path / "data" / "synthcrowd" / "micro" / "crowdhuman" / "converted"
     (converted / "images").mkdir(parents=True)
     for name in ("one.jpg", "two.jpg"):

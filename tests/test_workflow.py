@@ -5,6 +5,7 @@ micro `all` (tables, figures, claims, curves, report)."""
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,19 +26,24 @@ def _snakemake(*args, cwd=ROOT, timeout=300):
 
 @pytest.mark.slow
 def test_data_target_builds_every_converted_json_of_the_micro_profile(tmp_path):
+    work = _pipeline_copy(tmp_path)       # the data manifest goes to its results/micro/
     data_root = tmp_path / "data"
     result = _snakemake("data", "--cores", "2", "--config", "profile=micro",
-                        f"data_root={data_root}")
+                        f"data_root={data_root}", cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
+    manifest = json.loads((work / "results" / "micro" / "data_manifest.json").read_text())
     for role in ("crowdhuman", "citypersons"):
+        root = data_root / "synthcrowd" / "micro" / role
+        assert manifest["datasets"][role]["root"] == root.as_posix()   # Snakemake's data_root
         for split in ("train", "val"):
-            dataset = json.loads((data_root / "synthcrowd" / "micro" / role / "converted"
-                                  / f"{split}.json").read_text())
+            dataset = json.loads((root / "converted" / f"{split}.json").read_text())
             assert dataset["info"]["dataset"] == role and dataset["info"]["split"] == split
             assert dataset["images"] and dataset["annotations"]
+            assert manifest["datasets"][role]["converted"][f"converted/{split}.json"]["bytes"] == (
+                root / "converted" / f"{split}.json").stat().st_size
     # A second run finds nothing to do.
     again = _snakemake("data", "--cores", "2", "--config", "profile=micro",
-                       f"data_root={data_root}", "--dry-run")
+                       f"data_root={data_root}", "--dry-run", cwd=work)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -118,7 +124,7 @@ def test_all_tables_dry_run_shows_every_run_once(profile, selection, runs, aar_r
         # 8 GPUs per training job, each trained (and inferred) under torchrun.
         assert "gpu=8, cpus_per_gpu=4" in out
         assert "torchrun --standalone --nproc_per_node=8 -m lla.cli train" in out
-        assert "lla eval crowdhuman" in out and "--no-coco" in out
+        assert "lla eval crowdhuman --gt" in out and "--coco" not in out
         assert "download_crowdhuman" in out
         assert "__seed" not in out
     else:
@@ -133,16 +139,20 @@ def test_all_tables_dry_run_shows_every_run_once(profile, selection, runs, aar_r
 def test_unknown_profile_and_bad_config_are_reported(tmp_path):
     work = _pipeline_copy(tmp_path)
     result = _snakemake("all_tables", "--dry-run", "--config", "profile=laptop", cwd=work)
-    assert result.returncode != 0
-    assert "unknown profile 'laptop'" in result.stdout + result.stderr
-    # A table row naming two ways of filling it fails the schema at start-up.
+    assert result.returncode == 2
+    assert result.stderr == ("error: --config [profile]: unknown profile 'laptop' "
+                             "(known: paper, official_code, mini, micro)\n")
+    # A table row naming two ways of filling it fails the schema at start-up: one line
+    # naming the file, the line and the row, not the whole config.
     params = (work / "params.yaml").read_text()
     bad = params.replace('{label: "w/o LLA", cells:', '{label: "w/o LLA", experiment: x, cells:')
     assert bad != params
     (work / "params.yaml").write_text(bad)
     result = _snakemake("all_tables", "--dry-run", "--config", "profile=micro", cwd=work)
-    assert result.returncode != 0
-    assert "tables" in result.stdout + result.stderr and "without_lla" in result.stdout + result.stderr
+    assert result.returncode == 2
+    assert re.fullmatch(r"error: params\.yaml:\d+ \[tables\.table5\.rows\.without_lla\]: a row "
+                        r"needs a label and exactly one of experiment, cells\n", result.stderr), \
+        result.stderr
 
 
 def _check_table(work: Path, table: str, rows: int, columns: int,

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lla.eval import crowdhuman_protocol as protocol
+from lla.eval.box_pairs import box_columns, official_iou
 from lla.eval.crowdhuman_io import load_detections, load_ground_truth
 
 KINDS = ("duplicate", "mislocalised", "background")
@@ -62,12 +63,12 @@ def best_valid_iou(prep: protocol.PreparedImages, detections: np.ndarray) -> np.
     """(len(detections),) the protocol IoU of each prepared detection with the valid GT of
     its image that it overlaps most (0 when the image has none)."""
     best = np.zeros(len(detections))
-    gt_cols = protocol.box_columns(prep.gt_xyxy)
+    gt_cols = box_columns(prep.gt_xyxy)
     for row, d in enumerate(detections):
         gts = np.flatnonzero((prep.gt_image == prep.dt_image[d]) & prep.gt_valid)
         if len(gts):
-            dt_cols = protocol.box_columns(np.repeat(prep.dt_xyxy[d:d + 1], len(gts), axis=0))
-            best[row] = protocol.pair_iou(dt_cols, tuple(c[gts] for c in gt_cols)).max()
+            dt_cols = box_columns(np.repeat(prep.dt_xyxy[d:d + 1], len(gts), axis=0))
+            best[row] = official_iou(dt_cols, tuple(c[gts] for c in gt_cols)).max()
     return best
 
 

@@ -247,39 +247,41 @@ def positives_outside(checkpoint: str | Path, json_path: str | Path, input_cfg: 
     of ``json_path`` under the input block ``input_cfg`` (min_size, max_size, flip_prob)."""
     import torch
 
+    from lla.analysis.checkpoint_pass import assigned_images, load_run_model
     from lla.data.dataset import CrowdDataset
     from lla.engine import checkpoint as ckpt
-    from lla.eval.model_pass import assignment_batches, load_run_model
 
     model, exp = load_run_model(ckpt.load_checkpoint(checkpoint))
     dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     strides = [int(s) for s in exp.model["strides"]]
+    divisibility = int(exp.model["input"]["size_divisibility"])
     labels = height_bin_labels(edges)
     bins = {label: {"gts": 0, "positives": 0, "outside": 0} for label in labels}
     gts = positives = outside = below_k = 0
     with torch.no_grad():
-        for batch, diagnostics, _ in assignment_batches(
-                model, dataset, range(count), batch_size=batch_size,
-                size_divisibility=int(exp.model["input"]["size_divisibility"])):
-            padded = tuple(int(v) for v in batch.images.shape[-2:])
-            points = diagnostics.anchors.centers.numpy()
-            for assignment, target in zip(diagnostics.assignments, diagnostics.targets):
-                ignore = target.ignore.numpy()
-                boxes = target.boxes.numpy()
-                per_gt, per_gt_outside = count_outside(assignment.matched_gt.numpy(), points, boxes, ignore)
-                valid = ~ignore
-                heights = boxes[valid, 3] - boxes[valid, 1]
-                which = np.searchsorted(np.asarray(edges), heights, side="right")
-                for b, label in enumerate(labels):
-                    sel = which == b
-                    bins[label]["gts"] += int(sel.sum())
-                    bins[label]["positives"] += int(per_gt[valid][sel].sum())
-                    bins[label]["outside"] += int(per_gt_outside[valid][sel].sum())
-                gts += int(valid.sum())
-                positives += int(per_gt[valid].sum())
-                outside += int(per_gt_outside[valid].sum())
-                below_k += int((points_inside(boxes[valid], padded, strides).sum(axis=1) < k).sum())
+        for image in assigned_images(model, dataset, range(count), batch_size=batch_size,
+                                     size_divisibility=divisibility):
+            # The image's own padded grid: the batch's extra padding holds no point inside a box.
+            height, width = (int(v) for v in image.target["size"])
+            padded = (-(-height // divisibility) * divisibility, -(-width // divisibility) * divisibility)
+            points = image.anchors.centers.numpy()
+            ignore = image.gt.ignore.numpy()
+            boxes = image.gt.boxes.numpy()
+            per_gt, per_gt_outside = count_outside(image.assignment.matched_gt.numpy(), points,
+                                                   boxes, ignore)
+            valid = ~ignore
+            heights = boxes[valid, 3] - boxes[valid, 1]
+            which = np.searchsorted(np.asarray(edges), heights, side="right")
+            for b, label in enumerate(labels):
+                sel = which == b
+                bins[label]["gts"] += int(sel.sum())
+                bins[label]["positives"] += int(per_gt[valid][sel].sum())
+                bins[label]["outside"] += int(per_gt_outside[valid][sel].sum())
+            gts += int(valid.sum())
+            positives += int(per_gt[valid].sum())
+            outside += int(per_gt_outside[valid].sum())
+            below_k += int((points_inside(boxes[valid], padded, strides).sum(axis=1) < k).sum())
     for entry in bins.values():
         entry["share_outside"] = entry["outside"] / entry["positives"] if entry["positives"] else 0.0
     return OutsideStats(gts=gts, positives=positives, outside=outside, by_height=bins,

@@ -121,7 +121,8 @@ def convert_split(root: str | Path, split: str, out_dir: str | Path,
 
     ``out_dir`` is where the json will be written: ``info.image_root`` is relative to it.
     Raises ``DataError`` (file + cell index and im_name) for malformed cells, unknown class
-    labels, invalid boxes, missing images and duplicate image names.
+    labels, invalid boxes, missing images and duplicate image names, and for a file without
+    cells.
     """
     root = Path(root)
     path = annotation_path(root, split)
@@ -159,6 +160,8 @@ def convert_split(root: str | Path, split: str, out_dir: str | Path,
             annotations.append(contract.make_annotation(
                 ann_id=len(annotations) + 1, image_id=image_id, bbox=bbox, vis_box=vis_box,
                 head_box=None, vis_ratio=vis_ratio, ignore=ignore))
+    if not images:
+        raise DataError(path, f"'{name}' has no cell: the annotation file lists no image")
     return contract.make_dataset(dataset=DATASET_NAME, split=split, source=path.name,
                                  image_root=contract.image_root_for(images_dir, out_dir),
                                  images=images, annotations=annotations, degenerate=degenerate)

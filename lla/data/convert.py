@@ -1,7 +1,7 @@
 """`lla data convert`: official CrowdHuman / CityPersons annotations → one contract json per split.
 
-    lla data convert crowdhuman  --root data/crowdhuman  --out-dir data/converted/crowdhuman
-    lla data convert citypersons --root data/citypersons --out-dir data/converted/citypersons
+    lla data convert crowdhuman  --root data/crowdhuman     # -> data/crowdhuman/converted/
+    lla data convert citypersons --root data/citypersons --split val --out-dir DIR
 
 Every split is converted in memory first and the files are written only when all splits
 converted cleanly, each atomically: a failed conversion leaves no output behind.
@@ -15,13 +15,13 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+from lla import layout, options
+from lla.data import registry
 from lla.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# dataset name -> module with `convert_split(root, split, out_dir, sizes) -> dict`
-CONVERTERS = {"crowdhuman": "lla.data.crowdhuman", "citypersons": "lla.data.citypersons"}
-DEFAULT_SPLITS = ("train", "val")
+DEFAULT_SPLITS = registry.SPLITS
 
 
 def output_path(out_dir: str | Path, split: str) -> Path:
@@ -40,15 +40,14 @@ def convert(dataset: str, root: str | Path, out_dir: str | Path,
     from lla.data.imagesize import CACHE_FILE_NAME, ImageSizeCache
     from lla.io import atomic_write_json
 
-    if dataset not in CONVERTERS:
-        raise ValueError(f"unknown dataset {dataset!r} (known: {', '.join(CONVERTERS)})")
+    spec = registry.get(dataset)  # its converter: `convert_split(root, split, out_dir, sizes)`
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
         raise DataError(root, "dataset root is not a directory")
     for split in splits:
         if not split or "/" in split or "\\" in split:
             raise ValueError(f"invalid split name {split!r}")
-    converter = importlib.import_module(CONVERTERS[dataset])
+    converter = importlib.import_module(spec.converter)
     sizes = ImageSizeCache(size_cache if size_cache is not None else root / CACHE_FILE_NAME)
     converted = {}
     try:
@@ -69,7 +68,8 @@ def convert(dataset: str, root: str | Path, out_dir: str | Path,
 
 
 def _run(args: argparse.Namespace) -> int:
-    convert(args.dataset, args.root, args.out_dir, args.splits, args.size_cache)
+    out_dir = args.out_dir or layout.converted_dir(args.root)
+    convert(args.dataset, args.root, out_dir, args.split, args.size_cache)
     return 0
 
 
@@ -84,12 +84,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "and line (odgt) or cell (mat); degenerate boxes (zero size, or entirely "
                     "outside the image) are dropped and counted in the log and in the json's "
                     "info.degenerate_dropped.")
-    parser.add_argument("dataset", choices=sorted(CONVERTERS), help="annotation format")
+    parser.add_argument("dataset", choices=registry.names(), help="annotation format")
     parser.add_argument("--root", required=True, type=Path,
                         help="dataset directory in the official layout")
-    parser.add_argument("--out-dir", required=True, type=Path,
-                        help="directory receiving <split>.json")
-    parser.add_argument("--splits", nargs="+", default=list(DEFAULT_SPLITS), metavar="SPLIT",
+    options.add_out_dir(parser, "directory receiving <split>.json", default="<root>/converted")
+    parser.add_argument("--split", nargs="+", default=list(DEFAULT_SPLITS), metavar="SPLIT",
                         help=f"splits to convert (default: {' '.join(DEFAULT_SPLITS)})")
     parser.add_argument("--size-cache", type=Path, default=None, metavar="PATH",
                         help="image-size cache file (default: <root>/.lla_image_sizes.json)")

@@ -138,7 +138,7 @@ def convert_split(root: str | Path, split: str, out_dir: str | Path,
 
     ``out_dir`` is where the json will be written: ``info.image_root`` is relative to it.
     Raises ``DataError`` (file + 1-based line) for malformed lines, missing keys, unknown
-    tags, invalid boxes, missing images and duplicate IDs.
+    tags, invalid boxes, missing images and duplicate IDs, and for a file without records.
     """
     root = Path(root)
     path = annotation_path(root, split)
@@ -167,6 +167,8 @@ def convert_split(root: str | Path, split: str, out_dir: str | Path,
         annotations += convert_record(record, image_id=image_id,
                                       first_ann_id=len(annotations) + 1, width=width,
                                       height=height, where=where, degenerate=degenerate)
+    if not images:
+        raise DataError(path, "no image record: the annotation file is empty")
     return contract.make_dataset(dataset=DATASET_NAME, split=split, source=path.name,
                                  image_root=contract.image_root_for(images_dir, out_dir),
                                  images=images, annotations=annotations, degenerate=degenerate)

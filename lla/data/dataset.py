@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,6 +49,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lla.data import transforms as T
+from lla.data.imagesize import read_image_size
 from lla.errors import DataError
 from lla.io import read_json
 
@@ -135,17 +137,20 @@ class CrowdDataset(Dataset):
         min_size, max_size: resize target of the short side and cap of the long side.
         flip_prob: probability of a horizontal flip in training.
         seed: base seed of the augmentation draws.
+        records: the images to use instead of ``json_path``'s, which then only names where
+            they came from (:meth:`from_images`).
         cache_images: keep decoded, resized images in memory (see the module docstring).
     """
 
     def __init__(self, json_path: str | Path, *, train: bool, min_size: int, max_size: int,
-                 flip_prob: float = 0.5, seed: int = 0, cache_images: bool = False):
+                 flip_prob: float = 0.5, seed: int = 0, records: list[ImageRecord] | None = None,
+                 cache_images: bool = False):
         if not 0.0 <= flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
         if min_size <= 0 or max_size < min_size:
             raise ValueError(f"need 0 < min_size <= max_size, got {min_size}, {max_size}")
         self.json_path = Path(json_path)
-        self.records = load_records(self.json_path)
+        self.records = load_records(self.json_path) if records is None else records
         self.train = train
         self.min_size = min_size
         self.max_size = max_size
@@ -161,6 +166,23 @@ class CrowdDataset(Dataset):
         return cls(json_path, train=train, min_size=config["min_size"],
                    max_size=config["max_size"], flip_prob=config["flip_prob"], seed=seed,
                    cache_images=cache_images)
+
+    @classmethod
+    def from_images(cls, paths: Sequence[str | Path], config: dict[str, Any], *,
+                    source: str | Path) -> "CrowdDataset":
+        """Image files without annotations (image ids 0, 1, ... in ``paths`` order), resized
+        as in evaluation; ``source`` names where they came from in messages. A file that is
+        not an image is a :class:`DataError` naming it (sizes are read from the headers)."""
+        empty = np.zeros((0, 4), dtype=np.float32)
+        records = []
+        for image_id, path in enumerate(paths):
+            width, height = read_image_size(path)
+            records.append(ImageRecord(image_id=image_id, path=Path(path), width=width,
+                                       height=height, boxes=empty, vis_boxes=empty,
+                                       annotation_ids=np.zeros(0, dtype=np.int64),
+                                       ignore_boxes=empty))
+        return cls(source, train=False, min_size=config["min_size"], max_size=config["max_size"],
+                   records=records)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -50,13 +50,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lla.data import archive
+from lla import layout, options
+from lla.data import archive, registry
 from lla.errors import DataError
 from lla.io import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("crowdhuman", "citypersons")
 DEFAULT_PARAMS = "params.yaml"
 MANIFEST_NAME = "download_manifest.json"
 PART_SUFFIX = ".part"
@@ -73,9 +73,6 @@ HASH_CHUNK_BYTES = 4 << 20
 LOG_PROGRESS_EVERY_S = 30.0
 USER_AGENT = "lla-repro-download/1.0 (+urllib)"
 
-_FILE_KEYS = {"name", "urls", "dest", "size", "sha256", "md5", "unpack_to", "note"}
-_SETTINGS_KEYS = {"files", "timeout_s", "attempts_per_url", "retry_wait_s", "auth_env"}
-_HEX = {"sha256": 64, "md5": 32}
 
 
 # --------------------------------------------------------------------------- config
@@ -92,10 +89,13 @@ class FileSpec:
     md5: str | None = None
     unpack_to: str | None = None
     note: str | None = None
+    # the leading hex digits of the sha256 (torch.hub's weight files carry them in their name)
+    sha256_prefix: str | None = None
 
     def expected(self) -> dict[str, Any]:
-        """The known facts a file must match: a subset of size/sha256/md5."""
-        known = {"size": self.size, "sha256": self.sha256, "md5": self.md5}
+        """The known facts a file must match: a subset of size/sha256/md5/sha256_prefix."""
+        known = {"size": self.size, "sha256": self.sha256, "md5": self.md5,
+                 "sha256_prefix": self.sha256_prefix}
         return {k: v for k, v in known.items() if v is not None}
 
 
@@ -117,106 +117,33 @@ class DatasetSource:
     params_path: Path = Path("params.yaml")
 
 
-def _check_relative_dir(value: Any, where: str, params_path: Path, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise DataError(params_path, f"'{key}' must be a directory path", record=where)
-    path = Path(value)
-    if path.is_absolute() or ".." in path.parts:
-        raise DataError(params_path, f"'{key}' must be relative to the dataset root "
-                                     f"and stay inside it, got {value!r}", record=where)
-    return value
-
-
-def parse_file_spec(entry: Any, where: str, params_path: Path) -> FileSpec:
-    """Validate one ``download.files`` entry; errors name the params file and entry."""
-    if not isinstance(entry, dict):
-        raise DataError(params_path, "each file entry must be a mapping", record=where)
-    unknown = sorted(set(entry) - _FILE_KEYS)
-    if unknown:
-        raise DataError(params_path, f"unknown key(s) {', '.join(unknown)} "
-                                     f"(allowed: {', '.join(sorted(_FILE_KEYS))})", record=where)
-    name = entry.get("name")
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise DataError(params_path, f"'name' must be a plain file name, got {name!r}",
-                        record=where)
-    urls = entry.get("urls") or []
-    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-        raise DataError(params_path, "'urls' must be a list of URLs", record=where)
-    for url in urls:
-        if urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
-            raise DataError(params_path, f"URL {url!r} is not http(s):// or file://",
-                            record=where)
-    size = entry.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
-        raise DataError(params_path, f"'size' must be a non-negative integer, got {size!r}",
-                        record=where)
-    digests: dict[str, str | None] = {}
-    for algo, length in _HEX.items():
-        value = entry.get(algo)
-        if value is not None:
-            value = str(value).lower()
-            if not re.fullmatch(f"[0-9a-f]{{{length}}}", value):
-                raise DataError(params_path, f"'{algo}' must be {length} hex digits, "
-                                             f"got {entry[algo]!r}", record=where)
-        digests[algo] = value
-    unpack_to = entry.get("unpack_to")
-    if unpack_to is not None:
-        unpack_to = _check_relative_dir(unpack_to, where, params_path, "unpack_to")
-        if not name.lower().endswith(".zip"):
-            raise DataError(params_path, "'unpack_to' is only supported for .zip files",
-                            record=where)
+def file_spec(entry: dict[str, Any]) -> FileSpec:
+    """One ``download.files`` entry (validated with params: lla.config.validate_params)."""
+    digests = {algo: None if entry.get(algo) is None else str(entry[algo]).lower()
+               for algo in ("sha256", "md5")}
     note = entry.get("note")
-    return FileSpec(name=name, urls=tuple(urls),
-                    dest=_check_relative_dir(entry.get("dest", "."), where, params_path, "dest"),
-                    size=size, sha256=digests["sha256"], md5=digests["md5"],
-                    unpack_to=unpack_to, note=None if note is None else str(note))
+    return FileSpec(name=entry["name"], urls=tuple(entry.get("urls") or ()),
+                    dest=entry.get("dest", "."), size=entry.get("size"), **digests,
+                    unpack_to=entry.get("unpack_to"), note=None if note is None else str(note))
 
 
 def load_source(params: dict[str, Any], dataset: str, params_path: Path,
                 root: str | Path | None = None) -> DatasetSource:
-    """Read ``params[dataset]``: its ``root`` and ``download`` block."""
-    block = params.get(dataset)
-    if not isinstance(block, dict) or not isinstance(block.get("download"), dict):
-        raise DataError(params_path, f"no '{dataset}.download' block with the file list")
-    download = block["download"]
-    unknown = sorted(set(download) - _SETTINGS_KEYS)
-    if unknown:
-        raise DataError(params_path, f"unknown key(s) {', '.join(unknown)} "
-                                     f"(allowed: {', '.join(sorted(_SETTINGS_KEYS))})",
-                        record=f"{dataset}.download")
-    entries = download.get("files")
-    if not isinstance(entries, list) or not entries:
-        raise DataError(params_path, "'files' must be a non-empty list",
-                        record=f"{dataset}.download")
-    files = tuple(parse_file_spec(e, f"{dataset}.download.files[{i}]", params_path)
-                  for i, e in enumerate(entries))
+    """Read ``params[dataset]``: its ``root`` and ``download`` block (validated with params)."""
+    download = params[dataset]["download"]
+    files = tuple(file_spec(entry) for entry in download["files"])
     names = [f.name for f in files]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DataError(params_path, f"file(s) listed twice: {', '.join(duplicates)}",
                         record=f"{dataset}.download.files")
-    if root is None:
-        root = block.get("root", Path(str(params.get("data_root", "data")), dataset).as_posix())
-        if not isinstance(root, str) or not root:
-            raise DataError(params_path, f"'{dataset}.root' must name the dataset directory")
-    auth_env = download.get("auth_env") or {}
-    if not isinstance(auth_env, dict):
-        raise DataError(params_path, "'auth_env' must map host names to environment "
-                                     "variable names", record=f"{dataset}.download")
-    try:
-        settings = TransferSettings(
-            timeout_s=float(download.get("timeout_s", DEFAULT_TIMEOUT_S)),
-            attempts_per_url=int(download.get("attempts_per_url", DEFAULT_ATTEMPTS_PER_URL)),
-            retry_wait_s=float(download.get("retry_wait_s", DEFAULT_RETRY_WAIT_S)),
-            auth_env={str(k): str(v) for k, v in auth_env.items()})
-    except (TypeError, ValueError) as e:
-        raise DataError(params_path, f"bad transfer setting: {e}",
-                        record=f"{dataset}.download") from None
-    if settings.timeout_s <= 0 or settings.attempts_per_url < 1 or settings.retry_wait_s < 0:
-        raise DataError(params_path, "timeout_s must be > 0, attempts_per_url >= 1, "
-                                     "retry_wait_s >= 0", record=f"{dataset}.download")
-    return DatasetSource(dataset=dataset, root=Path(root), files=files, settings=settings,
-                         params_path=params_path)
+    settings = TransferSettings(
+        timeout_s=float(download.get("timeout_s", DEFAULT_TIMEOUT_S)),
+        attempts_per_url=int(download.get("attempts_per_url", DEFAULT_ATTEMPTS_PER_URL)),
+        retry_wait_s=float(download.get("retry_wait_s", DEFAULT_RETRY_WAIT_S)),
+        auth_env=dict(download.get("auth_env") or {}))
+    return DatasetSource(dataset=dataset, root=Path(root or layout.download_root(params, dataset)),
+                         files=files, settings=settings, params_path=params_path)
 
 
 # ------------------------------------------------------------------ hashes, manifest
@@ -234,6 +161,11 @@ def hash_file(path: Path, algorithms: tuple[str, ...] = ("sha256",)) -> dict[str
 def mismatch(spec: FileSpec, facts: dict[str, Any]) -> str | None:
     """How ``facts`` (size and digests of a file) differ from ``spec``; None if they match."""
     for key, want in spec.expected().items():
+        if key == "sha256_prefix":
+            have = facts.get("sha256")
+            if have is None or not have.startswith(want):
+                return f"sha256 is {have}, expected one that starts with {want}"
+            continue
         have = facts.get(key)
         if have != want:
             return f"{key} is {have}, expected {want}"
@@ -615,8 +547,8 @@ def _command(args: argparse.Namespace) -> int:
     if missing:
         rerun = " ".join(["lla data download", args.dataset]
                          + (["--root", shlex.quote(args.root)] if args.root else [])
-                         + (["--params", shlex.quote(args.params)]
-                            if args.params != DEFAULT_PARAMS else [])
+                         + (["--params", shlex.quote(str(args.params))]
+                            if params_path != Path(DEFAULT_PARAMS) else [])
                          + [f"--only {shlex.quote(n)}" for n in args.only or []]
                          + (["--no-unpack"] if args.no_unpack else []))
         print(format_missing(source.dataset, missing, rerun), file=sys.stderr)
@@ -628,7 +560,8 @@ def _command(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "download", help="download, verify and unpack CrowdHuman or CityPersons",
+        "download", parents=[options.PARAMS],
+        help="download, verify and unpack CrowdHuman or CityPersons",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Download the official files of a dataset from the URL list in params.yaml\n"
@@ -642,11 +575,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "directory and exits with status 1; rerun it after placing them.\n\n"
             "A token for a host (e.g. a gated Hugging Face dataset) is read from the\n"
             "environment variable named in <dataset>.download.auth_env (HF_TOKEN)."))
-    parser.add_argument("dataset", choices=DATASETS, help="which dataset")
+    parser.add_argument("dataset", choices=registry.names(), help="which dataset")
     parser.add_argument("--root", metavar="DIR",
                         help="dataset directory (default: <dataset>.root in params, else <data_root>/<dataset>)")
-    parser.add_argument("--params", default=DEFAULT_PARAMS, metavar="FILE",
-                        help="parameter file with the file list (default: %(default)s)")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="only this file (by name, e.g. annotation_val.odgt); repeatable")
     parser.add_argument("--no-unpack", action="store_true",

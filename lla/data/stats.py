@@ -14,7 +14,9 @@ reports the figures the CrowdHuman paper uses to compare datasets:
   (bare: vis >= 0.7, partial: 0.3 <= vis < 0.7, heavy: vis < 0.3);
 - quantiles of the full-box height in pixels.
 
-Boxes with a non-positive width or height are skipped and counted (``degenerate_boxes``).
+Boxes with a zero width or height are skipped and counted (``degenerate_boxes``); a
+negative width or height, a NaN or infinite coordinate, or a file without images is an
+error (``error: FILE[:LINE] [record]: reason``, exit code 2), as in ``lla data convert``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,11 +54,20 @@ class ImageBoxes:
 
 
 def _box(value: Any, path: Path, line: int, record: str, key: str) -> list[float]:
+    """``value`` as [x, y, w, h] floats; DataError unless it is 4 finite numbers with
+    ``w >= 0`` and ``h >= 0`` (as the converters require)."""
     if not (isinstance(value, list) and len(value) == 4 and
             all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise DataError(path, f"'{key}' must be a list of 4 numbers, got {value!r}",
                         line=line, record=record)
-    return [float(v) for v in value]
+    box = [float(v) for v in value]
+    if not all(math.isfinite(v) for v in box):
+        raise DataError(path, f"'{key}' has a NaN/inf value: {value!r}", line=line,
+                        record=record)
+    if box[2] < 0 or box[3] < 0:
+        raise DataError(path, f"'{key}' has a negative width or height: {value!r}", line=line,
+                        record=record)
+    return box
 
 
 def _visible_fraction(full: list[float], visible: list[float]) -> float:
@@ -100,7 +112,7 @@ def read_odgt(path: str | Path) -> list[ImageBoxes]:
                 raise DataError(path, f"unknown tag {tag!r} (expected 'person' or 'mask')",
                                 line=number, record=where)
             full = _box(gt.get("fbox"), path, number, where, "fbox")
-            if full[2] <= 0 or full[3] <= 0:
+            if full[2] == 0 or full[3] == 0:
                 n_degenerate += 1
                 continue
             extra = gt.get("extra") or {}
@@ -143,7 +155,7 @@ def read_converted(path: str | Path) -> list[ImageBoxes]:
         for ann in per_image[image_id]:
             where = f"annotation {ann.get('id')}"
             full = _box(ann.get("bbox"), path, None, where, "bbox")
-            if full[2] <= 0 or full[3] <= 0:
+            if full[2] == 0 or full[3] == 0:
                 n_degenerate += 1
                 continue
             if ann.get("ignore", 0):
@@ -162,11 +174,17 @@ def read_converted(path: str | Path) -> list[ImageBoxes]:
 def load_ground_truth(path: str | Path) -> list[ImageBoxes]:
     """Dispatch on the suffix: ``.odgt`` (CrowdHuman) or ``.json`` (converted)."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a directory, expected a file")
     if path.suffix == ".odgt":
-        return read_odgt(path)
-    if path.suffix == ".json":
-        return read_converted(path)
-    raise DataError(path, "expected a CrowdHuman .odgt or a converted .json file")
+        images = read_odgt(path)
+    elif path.suffix == ".json":
+        images = read_converted(path)
+    else:
+        raise DataError(path, "expected a CrowdHuman .odgt or a converted .json file")
+    if not images:
+        raise DataError(path, "no images in the ground truth")
+    return images
 
 
 def pairwise_iou(boxes: np.ndarray) -> np.ndarray:
@@ -284,5 +302,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(pairs with IoU > 0.3 ... 0.9 per image), a visibility histogram and "
                     "full-box height quantiles of a CrowdHuman .odgt or a converted .json.")
     p.add_argument("--gt", required=True, type=Path, help=".odgt or converted .json file")
-    p.add_argument("--out", type=Path, help="also write the statistics to this JSON file")
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="also write the statistics to this JSON file")
     p.set_defaults(func=run_stats)

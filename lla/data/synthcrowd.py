@@ -1,6 +1,6 @@
 """synthcrowd: a procedurally generated dense-crowd dataset in the real on-disk formats.
 
-``lla data synth --profile mini --out DIR`` writes two flavours, each in the layout of the
+``lla data synth --profile mini --out-dir DIR`` writes two flavours, each in the layout of the
 real dataset so the same converters read them:
 
 - ``DIR/crowdhuman/``: ``Images/<ID>.jpg``, ``annotation_train.odgt``, ``annotation_val.odgt``
@@ -51,15 +51,19 @@ from typing import Any
 
 import numpy as np
 
+from lla import layout, options
+from lla.console import progress
+from lla.data import registry
 from lla.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FLAVOURS = ("crowdhuman", "citypersons")
-SPLITS = ("train", "val")
+# The dataset layouts synthcrowd draws (lla.data.registry); a flavour's index in this
+# tuple is part of its images' seeds.
+FLAVOURS = registry.synthcrowd_flavours()
+SPLITS = registry.SPLITS
 GENERATOR_VERSION = 1          # bump when the drawing changes: invalidates old manifests
 MANIFEST = "synthcrowd_manifest.json"
-SIZE_MULTIPLE = 128
 # CityPersons' "aligned" full boxes have a fixed width/height ratio (protocol constant).
 CITYPERSONS_ASPECT = 0.41
 # Cityscapes label ids: instance ids are label_id * 1000 + k.
@@ -67,8 +71,6 @@ CITYSCAPES_PERSON_ID, CITYSCAPES_RIDER_ID = 24, 25
 MAT_HEADER_TEXT = "MATLAB 5.0 MAT-file, written by lla data synth (synthcrowd)"
 MAT_HEADER_TEXT_BYTES = 116    # MAT 5 header: 116 bytes of text, then offset/version/endian
 CITIES = {"train": ("ashford", "brakel", "corbridge"), "val": ("dunmore",)}
-PERSON_KINDS = ("pedestrian", "rider", "sitting", "other")
-POSES = ("stand", "walk", "raised", "dance")
 CITYPERSONS_CLASS = {"ignore": 0, "pedestrian": 1, "rider": 2, "sitting": 3, "other": 4,
                      "group": 5}
 
@@ -129,9 +131,6 @@ class SceneSettings:
         return self.train_images if split == "train" else self.val_images
 
 
-FLAVOUR_ONLY_KEYS = {"crowdhuman": ("jpeg_quality",), "citypersons": ("png_compress_level",)}
-
-
 @dataclass(frozen=True)
 class SynthSettings:
     seed: int
@@ -145,52 +144,15 @@ class SynthSettings:
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _scene_settings(block: Any, flavour: str, params_path: Path) -> SceneSettings:
-    where = f"synthcrowd.{flavour}"
-    if not isinstance(block, dict):
-        raise DataError(params_path, f"{where}: expected a mapping")
-    fields = {f.name: f for f in dataclasses.fields(SceneSettings)}
-    other_only = {k for name, keys in FLAVOUR_ONLY_KEYS.items() if name != flavour for k in keys}
-    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
-    required += list(FLAVOUR_ONLY_KEYS[flavour])
-    for key in block:
-        if key not in fields or key in other_only:
-            raise DataError(params_path, f"{where}: unknown key '{key}'")
-    missing = [k for k in required if k not in block]
-    if missing:
-        raise DataError(params_path, f"{where}: missing keys {', '.join(missing)}")
-    values = {}
-    for key, value in block.items():
-        if key.endswith("_range") or key == "dense_crowd_height":
-            if not (isinstance(value, list) and len(value) == 2 and value[0] <= value[1]):
-                raise DataError(params_path, f"{where}.{key}: expected [low, high], got {value!r}")
-            value = tuple(value)
-        values[key] = value
-    settings = SceneSettings(**values)
-    for key in ("width", "height"):
-        size = getattr(settings, key)
-        if not isinstance(size, int) or size <= 0 or size % SIZE_MULTIPLE:
-            raise DataError(params_path, f"{where}.{key}: must be a positive multiple of "
-                                         f"{SIZE_MULTIPLE}, got {size!r}")
-    for key in ("train_images", "val_images"):
-        if not isinstance(getattr(settings, key), int) or getattr(settings, key) < 0:
-            raise DataError(params_path, f"{where}.{key}: must be a non-negative integer")
-    for key in ("persons_mean", "zoom_out_above", "min_person_height"):
-        if not getattr(settings, key) > 0:
-            raise DataError(params_path, f"{where}.{key}: must be positive")
-    if settings.camera_height_range[0] <= 0 or settings.depth_ratio < 1:
-        raise DataError(params_path, f"{where}: camera_height_range must be positive and "
-                                     "depth_ratio at least 1")
-    if settings.horizon_range[1] >= 0.95:
-        raise DataError(params_path, f"{where}.horizon_range: the horizon must lie above "
-                                     "0.95 image heights")
-    for key, names in (("kind_weights", PERSON_KINDS), ("pose_weights", POSES)):
-        weights = getattr(settings, key)
-        if not isinstance(weights, dict) or set(weights) - set(names) or \
-                sum(weights.values()) <= 0 or min(weights.values()) < 0:
-            raise DataError(params_path, f"{where}.{key}: expected non-negative weights for "
-                                         f"{', '.join(names)}, got {weights!r}")
-    return settings
+def _scene_settings(block: dict[str, Any], flavour: str, params_path: Path) -> SceneSettings:
+    """One flavour's knobs. The schema checked each key, type and bound when params were
+    loaded (lla.config.validate_params); what it cannot express is checked here."""
+    values = {key: tuple(value) if key.endswith("_range") or key == "dense_crowd_height" else value
+              for key, value in block.items()}
+    for key in ("kind_weights", "pose_weights"):
+        if sum(values[key].values()) <= 0:
+            raise DataError(params_path, "the weights sum to 0", record=f"synthcrowd.{flavour}.{key}")
+    return SceneSettings(**values)
 
 
 def settings_from_params(params: dict[str, Any], profile: str,
@@ -200,17 +162,8 @@ def settings_from_params(params: dict[str, Any], profile: str,
 
     params_path = Path(params_path)
     block = section(params, "synthcrowd", profile)
-    for key in ("seed", "workers", *FLAVOURS):
-        if key not in block:
-            raise DataError(params_path, f"synthcrowd (profile {profile}): missing key '{key}'")
-    unknown = set(block) - {"seed", "workers", *FLAVOURS}
-    if unknown:
-        raise DataError(params_path, f"synthcrowd: unknown keys {', '.join(sorted(unknown))}")
-    seed = block["seed"]
-    if not isinstance(seed, int) or seed < 0:
-        raise DataError(params_path, f"synthcrowd.seed: must be a non-negative integer, got {seed!r}")
     flavours = {name: _scene_settings(block[name], name, params_path) for name in FLAVOURS}
-    return SynthSettings(seed=seed, workers=int(block["workers"]), flavours=flavours)
+    return SynthSettings(seed=block["seed"], workers=int(block["workers"]), flavours=flavours)
 
 
 # --- names and seeds -----------------------------------------------------------------
@@ -749,9 +702,7 @@ def generate_one(settings: SynthSettings, root: Path, job: tuple[str, str, int])
 
 
 def _annotation_paths(root: Path, flavour: str) -> list[Path]:
-    if flavour == "crowdhuman":
-        return [root / f"annotation_{s}.odgt" for s in SPLITS]
-    return [root / "annotations" / f"anno_{s}.mat" for s in SPLITS]
+    return [Path(p) for p in registry.get(flavour).annotation_files(root, SPLITS)]
 
 
 def _is_up_to_date(root: Path, flavour: str, fingerprint: str) -> bool:
@@ -760,7 +711,7 @@ def _is_up_to_date(root: Path, flavour: str, fingerprint: str) -> bool:
         if any(p.exists() for p in _annotation_paths(root, flavour)):
             raise DataError(root, f"holds {flavour} annotation files that synthcrowd did not "
                                   f"write (no {MANIFEST}); refusing to overwrite what may be "
-                                  "the real dataset. Choose another --out.")
+                                  "the real dataset. Choose another --out-dir.")
         return False
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8")).get("fingerprint")
@@ -803,9 +754,11 @@ def generate(settings: SynthSettings, out_dir: str | Path, workers: int | None =
                 work = functools.partial(generate_one, settings, root)
                 if pool is not None:
                     chunk = max(1, min(16, len(jobs) // (4 * workers)))
-                    records = pool.map(work, jobs, chunksize=chunk)   # results in job order
+                    done = pool.imap(work, jobs, chunksize=chunk)   # results in job order
                 else:
-                    records = [work(job) for job in jobs]
+                    done = map(work, jobs)
+                records = list(progress(done, total=len(jobs), desc=f"synth {flavour} {split}",
+                                        unit="img"))
                 if flavour == "crowdhuman":
                     atomic_write_text(root / f"annotation_{split}.odgt",
                                       "".join(json.dumps(r) + "\n" for r in records))
@@ -836,7 +789,8 @@ def run_synth(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     settings = settings_from_params(params, profile, args.params)
-    summary = generate(settings, args.out, workers=args.workers, only=args.only)
+    out_dir = args.out_dir or layout.synthcrowd_dir(params, profile)
+    summary = generate(settings, out_dir, workers=args.workers, only=args.only)
     for flavour, info in summary.items():
         print(f"{flavour}: {info['status']}, {info['images']} images"
               + (f", {info['images'] / max(info['seconds'], 1e-9):.1f} images/s"
@@ -846,18 +800,17 @@ def run_synth(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "synth", help="generate the synthcrowd dataset (CrowdHuman + CityPersons layouts)",
+        "synth", parents=[options.SETTINGS],
+        help="generate the synthcrowd dataset (CrowdHuman + CityPersons layouts)",
         description="Generate synthcrowd, a procedurally drawn dense-crowd dataset, in the "
                     "official CrowdHuman layout (DIR/crowdhuman: Images/*.jpg, "
                     "annotation_{train,val}.odgt) and CityPersons layout (DIR/citypersons: "
                     "leftImg8bit/{train,val}/<city>/*.png, annotations/anno_{train,val}.mat). "
-                    "Deterministic from the seed in params.yaml for any --workers. A rerun with "
-                    "unchanged settings on a complete directory does nothing.")
-    p.add_argument("--profile", help="profile block of synthcrowd in params.yaml "
-                                     "(default: the top-level 'profile')")
-    p.add_argument("--out", required=True, type=Path, help="output directory")
-    p.add_argument("--params", type=Path, default=Path("params.yaml"),
-                   help="parameter file (default: params.yaml)")
+                    "The profile chooses the synthcrowd block of the params. Deterministic "
+                    "from the seed in params.yaml for any --workers. A rerun with unchanged "
+                    "settings on a complete directory does nothing.")
+    options.add_out_dir(p, "output directory, one folder per dataset layout",
+                        default="<data_root>/synthcrowd/<profile>")
     p.add_argument("--workers", type=int, default=None,
                    help="worker processes (default: synthcrowd.workers in params)")
     p.add_argument("--only", choices=FLAVOURS, help="generate one flavour only")

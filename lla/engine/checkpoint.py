@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 import re
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from lla import layout
 from lla.errors import DataError
 from lla.io import atomic_path
 
 CHECKPOINT_FORMAT = 1
 CHECKPOINT_DIR = "checkpoints"
-FINAL_MODEL = "model_final.pt"
+FINAL_MODEL = layout.FINAL_CHECKPOINT
 _CHECKPOINT_NAME = re.compile(r"^iter_(\d{7,})\.pt$")
 
 
@@ -76,10 +78,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise DataError(path, "cannot read the checkpoint: not a file written by torch.save "
+                              "(no zip archive)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
-        raise DataError(path, f"cannot read the checkpoint: {e}") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(path, f"cannot read the checkpoint: {reason}") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise DataError(path, "not an lla checkpoint (no 'model' / 'config' entries)")
     if state.get("format") != CHECKPOINT_FORMAT:

@@ -59,6 +59,21 @@ def _env_int(name: str) -> int | None:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+def pick_device(device: str = "auto", local_rank: int = 0) -> torch.device:
+    """The device of ``device`` ("auto": CUDA when available, else the CPU; "cpu"; "cuda");
+    a CUDA device is chosen by ``local_rank`` and made the current one."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but CUDA is not available")
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
+
+
 def setup_distributed(device: str = "auto") -> DistInfo:
     """Read the torchrun environment, pick the device and join the process group.
 
@@ -74,18 +89,7 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     if not 0 <= rank < world_size:
         raise ValueError(f"RANK={rank} outside 0..WORLD_SIZE-1 (WORLD_SIZE={world_size})")
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but CUDA is not available")
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-        torch_device = torch.device("cuda", torch.cuda.current_device())
-    elif device == "cpu":
-        torch_device = torch.device("cpu")
-    else:
-        raise ValueError(f"device must be auto, cpu or cuda, got {device!r}")
-
+    torch_device = pick_device(device, local_rank)
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if torch_device.type == "cuda" else "gloo"
         kwargs: dict[str, Any] = {"backend": backend, "rank": rank, "world_size": world_size,

@@ -26,13 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lla.config import DATASET_ROLES, DEFAULT_PARAMS, converted_json, deep_merge, section
+from lla import layout
+from lla.config import DEFAULT_PARAMS, deep_merge, resolve_variant, section
+from lla.data import weights as pretrained
 from lla.errors import DataError
-from lla.models.build import resolve_variant
 from lla.runs import split_run_id
-
-EXPERIMENT_KEYS = ("model", "dataset", "model_overrides", "train", "seed")
-
 
 @dataclass
 class Experiment:
@@ -43,7 +41,9 @@ class Experiment:
         profile: the profile whose blocks were merged.
         variant: the detector variant name.
         dataset: the dataset role ("crowdhuman" or "citypersons").
-        model: the complete detector settings (``lla.models.build.detector_from_config``).
+        model: the complete detector settings (``lla.models.build.detector_from_config``);
+            ``backbone.weights: imagenet`` is the path of the local file
+            (:func:`lla.data.weights.resolve`).
         train: the merged ``train`` block plus the experiment's overrides.
         input: the merged ``input`` block (resizing, flips, padding).
         seed: the run's seed (weights init, sampler order, flips).
@@ -67,7 +67,7 @@ class Experiment:
 
     def split_json(self, params: dict[str, Any], split: str) -> Path:
         """The converted dataset json of ``split`` for this experiment's dataset and profile."""
-        return converted_json(params, self.profile, self.dataset, split)
+        return layout.converted_json(params, self.profile, self.dataset, split)
 
 
 def experiment_names(params: dict[str, Any]) -> list[str]:
@@ -79,23 +79,14 @@ def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Exper
     may be a run id (``<experiment>__seed<N>``), which replaces the seed."""
     experiments = params.get("experiments") or {}
     experiment, run_seed = split_run_id(name)
-    record = f"experiments.{experiment}"
     if experiment not in experiments:
-        raise DataError(DEFAULT_PARAMS, f"unknown experiment '{experiment}' (known: "
-                                        f"{', '.join(experiments) or 'none'})", record=record)
-    spec = experiments[experiment] or {}
-    unknown = sorted(set(spec) - set(EXPERIMENT_KEYS))
-    if unknown:
-        raise DataError(DEFAULT_PARAMS, f"unknown keys {', '.join(unknown)} (allowed: "
-                                        f"{', '.join(EXPERIMENT_KEYS)})", record=record)
-    for key in ("model", "dataset"):
-        if key not in spec:
-            raise DataError(DEFAULT_PARAMS, f"missing '{key}'", record=record)
-    if spec["dataset"] not in DATASET_ROLES:
-        raise DataError(DEFAULT_PARAMS, f"dataset must be one of {', '.join(DATASET_ROLES)}, "
-                                        f"got {spec['dataset']!r}", record=record)
+        raise DataError(getattr(params, "path", DEFAULT_PARAMS),
+                        f"unknown experiment '{experiment}' (known: "
+                        f"{', '.join(experiments) or 'none'})", record=f"experiments.{experiment}")
+    spec = experiments[experiment]  # validated with params (lla.config.validate_params)
     model = deep_merge(resolve_variant(params, spec["model"], profile),
                        spec.get("model_overrides") or {})
+    model = pretrained.resolve(params, model)   # `weights: imagenet` -> the local file
     train = deep_merge(section(params, "train", profile), spec.get("train") or {})
     seed = int(spec.get("seed", train.get("seed", 0))) if run_seed is None else run_seed
     train["seed"] = seed

@@ -4,8 +4,10 @@
         [--odgt-out dets.odgt] [--profile P] [--data JSON]
     torchrun --nproc_per_node=8 -m lla.cli infer --checkpoint ... --split val --out dets.json
 
-The detector is rebuilt from the experiment stored in the checkpoint (``model_final.pt``
-or any training checkpoint), so params.yaml only locates the data. Images are batched
+:func:`infer` does the work; the command and ``lla train --infer-out`` (which runs it on
+the final model in the training processes) both call it. The detector is rebuilt from the
+experiment stored in the checkpoint (``model_final.pt`` or any training checkpoint), so
+params.yaml only locates the data. Images are batched
 by aspect-ratio group without repeats; under torchrun rank ``r`` runs batches
 ``r, r + W, ...`` and rank 0 gathers every image's detections and writes them in the
 dataset json's image order.
@@ -16,6 +18,9 @@ Outputs (boxes in original-image pixels, ``[x, y, w, h]``; per image sorted by s
   (``image_id`` = the dataset json's ``images[].id``; ``category_id`` = class index + 1);
 * ``--odgt-out``: the CrowdHuman detection odgt, one JSON object per line and image:
   ``{"ID": record_id, "width", "height", "dtboxes": [{"box", "score", "tag"}]}``.
+
+A checkpoint of a run that diverged (:mod:`lla.diverged`) has no detections: ``--out``
+then holds its record, ``{"diverged": {...}}``.
 """
 
 from __future__ import annotations
@@ -32,16 +37,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section
+from lla import layout
+from lla.config import DEFAULT_PARAMS, load_params, section
+from lla.console import progress
 from lla.data.dataset import CrowdDataset, PadCollate
 from lla.data.sampler import aspect_ratio_groups
+from lla.diverged import checkpoint_divergence, write_diverged_detections
 from lla.engine import checkpoint as ckpt
 from lla.engine.distributed import (DistInfo, all_gather_objects, cleanup_distributed,
-                                    setup_distributed)
+                                    pick_device, setup_distributed)
 from lla.engine.experiment import Experiment
-from lla.engine.train import AMP_DTYPES, build_model, model_inputs
+from lla.engine.model import FULL_PRECISION, Amp, load_model, model_inputs
 from lla.errors import DataError
-from lla.eval.diverged import checkpoint_divergence, write_diverged_detections
 from lla.io import atomic_write_json, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -79,20 +86,66 @@ def image_detections(index: int, target: dict[str, Any],
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: CrowdDataset, batches: list[list[int]], *,
                     device: torch.device, num_workers: int, size_divisible: int,
-                    amp_dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
-    """Detections of the images in ``batches`` (see :func:`image_detections`), batch order."""
+                    amp: Amp = FULL_PRECISION, show_progress: bool = True
+                    ) -> list[dict[str, Any]]:
+    """Detections of the images in ``batches`` (see :func:`image_detections`), batch order;
+    ``amp``: the precision of the forward passes; ``show_progress``: a bar on a terminal."""
     loader = DataLoader(dataset, batch_sampler=batches, collate_fn=PadCollate(size_divisible),
                         num_workers=num_workers, pin_memory=device.type == "cuda")
     model.eval()
     results = []
-    for indices, batch in zip(batches, loader):
-        images, _ = model_inputs(batch, device)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
-            outputs = model(images, original_sizes=[t["orig_size"].tolist() for t in batch.targets],
-                            scales=[t["scale"].tolist() for t in batch.targets])
-        results.extend(image_detections(i, t, o) for i, t, o in zip(indices, batch.targets, outputs))
+    with progress(total=sum(len(b) for b in batches), desc="infer", unit="img",
+                  enabled=show_progress) as bar:
+        for indices, batch in zip(batches, loader):
+            images, _ = model_inputs(batch, device)
+            with amp.autocast(device):
+                outputs = model(images,
+                                original_sizes=[t["orig_size"].tolist() for t in batch.targets],
+                                scales=[t["scale"].tolist() for t in batch.targets])
+            results.extend(image_detections(i, t, o)
+                           for i, t, o in zip(indices, batch.targets, outputs))
+            bar.update(len(indices))
     return results
+
+
+def predict_grouped(model: torch.nn.Module, exp: Experiment, dataset: CrowdDataset,
+                    input_cfg: dict[str, Any], images_per_device: int | None,
+                    info: DistInfo) -> list[dict[str, Any]]:
+    """This rank's share of the detections of ``dataset`` (:func:`predict_dataset`), in
+    aspect-ratio-grouped batches of ``images_per_device`` images (None: the experiment's
+    ``train.infer_images_per_device``), with the experiment's workers and precision."""
+    batch_size = images_per_device or int(exp.train["infer_images_per_device"])
+    groups = aspect_ratio_groups(dataset.aspect_ratios(), input_cfg["aspect_ratio_bins"])
+    batches = inference_batches(groups, batch_size, rank=info.rank, world_size=info.world_size)
+    return predict_dataset(model, dataset, batches, device=info.device,
+                           num_workers=int(exp.train["num_workers"]),
+                           size_divisible=int(exp.model["input"]["size_divisibility"]),
+                           amp=Amp.from_train_settings(exp.train, info.device),
+                           show_progress=info.is_main)
+
+
+def detect_images(checkpoint: Path, images: Sequence[Path], *, device: str = "auto",
+                  images_per_device: int | None = None, source: Path | None = None
+                  ) -> tuple[str, list[dict[str, Any]]]:
+    """The detections of ``checkpoint`` on image files, one process (``lla detect``).
+
+    The images are resized with the checkpoint's own input settings. Returns the
+    checkpoint's experiment name and one dict per image, in ``images`` order
+    (:func:`image_detections`: boxes (D, 4) xywh in the image's pixels, scores (D,),
+    labels (D,), by decreasing score). A checkpoint that is not one,
+    or whose run diverged, and a file that is not an image are :class:`DataError`s;
+    ``source`` names the images' folder in messages.
+    """
+    state = ckpt.load_checkpoint(checkpoint)
+    record = checkpoint_divergence(state)
+    if record is not None:
+        raise DataError(checkpoint, f"the run diverged at iteration {record.get('iteration')} "
+                                    "(non-finite loss): no model to detect with")
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=pick_device(device))
+    model, exp = load_model(state, info.device)
+    dataset = CrowdDataset.from_images(images, exp.input, source=source or Path("."))
+    detections = predict_grouped(model, exp, dataset, exp.input, images_per_device, info)
+    return exp.name, sorted(detections, key=lambda d: d["index"])
 
 
 def coco_results(detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -128,88 +181,74 @@ def odgt_lines(detections: list[dict[str, Any]], images: dict[int, dict[str, Any
     return lines
 
 
-def load_model(state: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, Experiment]:
-    exp = Experiment.from_dict(state["config"])
-    model = build_model(exp)
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), exp
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "infer", help="run a trained checkpoint over a split and write detections",
-        description="Detections of a checkpoint on one split: a COCO results json and "
-                    "optionally the CrowdHuman detection odgt. Works under torchrun.")
-    parser.add_argument("--checkpoint", type=Path, required=True,
-                        help="model_final.pt or a training checkpoint")
-    parser.add_argument("--split", default="val", help="split of the experiment's dataset (val)")
-    parser.add_argument("--out", type=Path, required=True, help="COCO results json to write")
-    parser.add_argument("--odgt-out", type=Path, help="also write the CrowdHuman detection odgt")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the checkpoint's)")
-    parser.add_argument("--data", type=Path, help="a converted dataset json instead of the split's")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--images-per-device", type=int,
-                        help="batch size per process (default: train.infer_images_per_device)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.set_defaults(func=run)
+def images_and_categories(json_path: Path, num_classes: int
+                          ) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
+    """The dataset json's image entries by id and its category names by id (the odgt's
+    inputs), checked to name every class of a detector of ``num_classes`` classes."""
+    data = read_json(json_path)
+    images = {image["id"]: image for image in data["images"]}
+    category_names = {c["id"]: c["name"] for c in data.get("categories", [])}
+    missing = [k + 1 for k in range(num_classes) if k + 1 not in category_names]
+    if missing:
+        raise DataError(json_path, f"categories lack ids {missing} for the detector's "
+                                   f"{num_classes} classes (class index k = category id k + 1)")
+    return images, category_names
 
 
 def run(args: argparse.Namespace) -> int:
     info = setup_distributed(args.device)
     try:
-        return infer(args, info)
+        infer(args.checkpoint, args.out, info=info, split=args.split, odgt_out=args.odgt_out,
+              profile=args.profile, data=args.data, params=args.params,
+              images_per_device=args.images_per_device)
+        return 0
     finally:
         cleanup_distributed()
 
 
-def infer(args: argparse.Namespace, info: DistInfo) -> int:
-    state = ckpt.load_checkpoint(args.checkpoint)
+def infer(checkpoint: Path, out: Path, *, info: DistInfo, split: str = "val",
+          odgt_out: Path | None = None, profile: str | None = None, data: Path | None = None,
+          params: Path = DEFAULT_PARAMS, images_per_device: int | None = None) -> None:
+    """Write the detections of ``checkpoint`` on one split (module docstring).
+
+    Every rank of ``info``'s process group takes part; rank 0 writes.
+
+    Args:
+        checkpoint: ``model_final.pt`` or a training checkpoint.
+        out: the COCO results json to write.
+        split: the split of the checkpoint's dataset to run on.
+        odgt_out: also write the CrowdHuman detection odgt here.
+        profile: the profile locating the data and the input sizes (None: the checkpoint's).
+        data: a converted dataset json to run on instead of the split's.
+        params: the parameter file locating the data (and the input block of ``profile``).
+        images_per_device: batch size per process (None: ``train.infer_images_per_device``).
+    """
+    state = ckpt.load_checkpoint(checkpoint)
     record = checkpoint_divergence(state)
     if record is not None:  # a recorded divergence: no detections, the record passed on
         if info.is_main:
-            write_diverged_detections(args.out, record)
+            write_diverged_detections(out, record)
             logger.warning("%s: the run diverged at iteration %s: no detections -> %s",
-                           args.checkpoint, record.get("iteration"), args.out)
-        return 0
+                           checkpoint, record.get("iteration"), out)
+        return
     model, exp = load_model(state, info.device)
-    if args.profile is None or args.profile == exp.profile:
+    if profile is None or profile == exp.profile:
         profile, input_cfg = exp.profile, exp.input
     else:
-        profile = args.profile
-        input_cfg = section(load_params(args.params), "input", profile)
-    json_path = args.data or converted_json(load_params(args.params), profile, exp.dataset,
-                                            args.split)
+        input_cfg = section(load_params(params), "input", profile)
+    json_path = data or layout.converted_json(load_params(params), profile, exp.dataset, split)
     dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
-    data = read_json(json_path)
-    images = {image["id"]: image for image in data["images"]}
-    category_names = {c["id"]: c["name"] for c in data.get("categories", [])}
-    num_classes = int(exp.model["num_classes"])
-    missing = [k + 1 for k in range(num_classes) if k + 1 not in category_names]
-    if missing:
-        raise DataError(json_path, f"categories lack ids {missing} for the detector's "
-                                   f"{num_classes} classes (class index k = category id k + 1)")
-
-    batch_size = args.images_per_device or int(exp.train["infer_images_per_device"])
-    groups = aspect_ratio_groups(dataset.aspect_ratios(), input_cfg["aspect_ratio_bins"])
-    batches = inference_batches(groups, batch_size, rank=info.rank, world_size=info.world_size)
-    amp = bool(exp.train.get("amp", False)) and info.device.type == "cuda"
+    images, category_names = images_and_categories(json_path, int(exp.model["num_classes"]))
     start = time.perf_counter()
-    amp_dtype = AMP_DTYPES[exp.train.get("amp_dtype", "float16")] if amp else None
-    mine = predict_dataset(model, dataset, batches, device=info.device,
-                           num_workers=int(exp.train["num_workers"]),
-                           size_divisible=int(exp.model["input"]["size_divisibility"]),
-                           amp_dtype=amp_dtype)
+    mine = predict_grouped(model, exp, dataset, input_cfg, images_per_device, info)
     gathered = all_gather_objects(mine, info)
     if info.is_main:
         detections = sorted((d for part in gathered for d in part), key=lambda d: d["index"])
-        atomic_write_json(args.out, coco_results(detections))
-        if args.odgt_out is not None:
+        atomic_write_json(out, coco_results(detections))
+        if odgt_out is not None:
             lines = odgt_lines(detections, images, category_names)
-            atomic_write_text(args.odgt_out, "".join(line + "\n" for line in lines))
+            atomic_write_text(odgt_out, "".join(line + "\n" for line in lines))
         seconds = time.perf_counter() - start
         logger.info("%d images, %d detections in %.1f s (%.1f images/s, %d process(es)) -> %s",
                     len(detections), sum(len(d["scores"]) for d in detections), seconds,
-                    len(detections) / max(seconds, 1e-9), info.world_size, args.out)
-    return 0
+                    len(detections) / max(seconds, 1e-9), info.world_size, out)

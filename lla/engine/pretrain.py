@@ -31,12 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla.config import load_params, section, selected_profile
 from lla.data.crops import CropSampler, CropSettings
 from lla.engine.optim import build_optimizer
 from lla.engine.schedule import WarmupMultiStepLR
 from lla.errors import DataError
 from lla.io import atomic_path
+from lla.layout import converted_json, pretrained_body
 from lla.models.backbone import PRETRAINED_BODY_FORMAT, build_body
 
 logger = logging.getLogger(__name__)
@@ -161,26 +162,6 @@ def pretrain(params: dict[str, Any], profile: str, *, train_json: Path, val_json
     return record
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "pretrain", help="pretrain the tiny backbone body on person/background crops",
-        description="Pretrain the tiny backbone body of a CPU profile on person / background "
-                    "crops of the detection training split (the stand-in for ImageNet "
-                    "pretraining); write the body's weights for models.<profile>.backbone.weights.")
-    parser.add_argument("--profile", help="mini | micro (default: the top-level 'profile')")
-    parser.add_argument("--depth", type=int, default=50,
-                        help="backbone depth whose tiny body to pretrain (blocks_per_stage; default 50)")
-    parser.add_argument("--data", type=Path,
-                        help="the converted training json (default: the profile's crowdhuman train split)")
-    parser.add_argument("--val-data", type=Path,
-                        help="json whose crops measure the accuracy (default: the val split; "
-                             "'none' to skip)")
-    parser.add_argument("--out", type=Path, required=True, help="the body file to write (.pt)")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.set_defaults(func=run)
-
-
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
@@ -189,8 +170,9 @@ def run(args: argparse.Namespace) -> int:
                 else args.val_data or converted_json(params, profile, "crowdhuman", "val"))
     if val_json is not None and not Path(val_json).is_file():
         raise DataError(val_json, "validation json not found (--val-data none to skip)")
+    out = args.out or pretrained_body(profile, args.depth)
     try:
-        pretrain(params, profile, train_json=Path(train_json), val_json=val_json, out=args.out,
+        pretrain(params, profile, train_json=Path(train_json), val_json=val_json, out=out,
                  depth=args.depth)
     except (KeyError, TypeError, ValueError) as e:
         if isinstance(e, DataError):

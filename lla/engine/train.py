@@ -1,6 +1,6 @@
 """`lla train`: train one experiment of params.yaml, in one process or under torchrun (DDP).
 
-    lla train --experiment NAME [--profile P] [--out DIR] [--resume auto|never|PATH]
+    lla train --experiment NAME [--profile P] [--out-dir DIR] [--resume auto|never|PATH]
     torchrun --nproc_per_node=8 -m lla.cli train --experiment NAME --profile paper
 
 The loop follows torchvision's detection references: one process per device, DDP from
@@ -17,11 +17,14 @@ RANK/LOCAL_RANK/WORLD_SIZE, rank 0 saves and logs, a non-finite loss aborts the 
 * Checkpoints every ``checkpoint_every`` iterations, at ``keep_checkpoints`` and at the end
   (:mod:`lla.engine.checkpoint`); ``--resume auto`` continues from the newest one. On the
   CPU a resumed run ends with weights bit-identical to an uninterrupted one.
-* SIGTERM / SIGUSR1: finish the current step, save, write ``<out>/preempted.json`` and exit
+* SIGTERM / SIGUSR1: finish the current step, save, write ``<out-dir>/preempted.json`` and exit
   with :data:`~lla.engine.signals.EXIT_REQUEUE` (75).
 * A NaN/inf loss term: save the state before that step (unless already saved), print
   which term at which iteration, exit 1. The bad step's weights are never saved.
-* Output: ``<out>/model_final.pt`` (weights + the resolved experiment), ``<out>/dvclive/``.
+* Output: ``<out-dir>/model_final.pt`` (weights + the resolved experiment),
+  ``<out-dir>/dvclive/``;
+  with ``--infer-out`` also the final model's detections, written by
+  :func:`lla.engine.infer.infer` in the same process group (no second process start).
 """
 
 from __future__ import annotations
@@ -40,30 +43,30 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from lla.config import DEFAULT_PARAMS, load_params, selected_profile
+from lla import layout
+from lla.config import load_params, selected_profile
 from lla.data.dataset import Batch, CrowdDataset, PadCollate
 from lla.data.sampler import GroupedBatchSampler, aspect_ratio_groups
+from lla.diverged import write_diverged_detections
 from lla.engine import checkpoint as ckpt
 from lla.engine.distributed import (DistInfo, all_gather_objects, all_reduce_sum, barrier,
                                     cleanup_distributed, setup_distributed)
 from lla.engine.experiment import Experiment, resolve_experiment
+from lla.engine.infer import infer
+from lla.engine.model import Amp, build_model, model_inputs
 from lla.engine.optim import build_optimizer
 from lla.engine.progress import TrainingLog
 from lla.engine.schedule import ScheduleIterations, WarmupMultiStepLR, schedule_iterations
 from lla.engine.signals import EXIT_REQUEUE, StopRequest
 from lla.errors import DataError
-from lla.eval.diverged import write_diverged_detections
 from lla.io import atomic_write_json
-from lla.models.build import detector_from_config
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 PREEMPTED_MARKER = "preempted.json"
-DEFAULT_RUNS_DIR = Path("runs")
 LR_SCALING_RULES = ("linear", "none")
-AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,10 +81,6 @@ class NonFiniteLossError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- helpers
-
-def default_out_dir(profile: str, experiment: str) -> Path:
-    return DEFAULT_RUNS_DIR / profile / experiment
-
 
 def scaled_lr(train_cfg: dict[str, Any], global_batch: int) -> float:
     """The lr of ``train_cfg`` for ``global_batch`` images per iteration (module doc)."""
@@ -112,33 +111,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def model_inputs(batch: Batch, device: torch.device) -> tuple[list[torch.Tensor], list[dict]]:
-    """Per-image tensors (3, h, w) without the collate padding, and the model's targets.
-
-    The detector normalises and pads itself; dataset labels are 1-based category ids,
-    the detector's are 0-based class indices.
-    """
-    images = [batch.images[k, :, :h, :w].to(device, non_blocking=True)
-              for k, (h, w) in enumerate(batch.image_sizes)]
-    targets = [{"boxes": t["boxes"].to(device, non_blocking=True),
-                "ignore_boxes": t["ignore_boxes"].to(device, non_blocking=True),
-                "labels": (t["labels"] - 1).to(device, non_blocking=True)}
-               for t in batch.targets]
-    return images, targets
-
-
-def build_model(exp: Experiment) -> torch.nn.Module:
-    try:
-        return detector_from_config(exp.model)
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, DataError):
-            raise
-        message = f"missing setting {e}" if isinstance(e, KeyError) else str(e)
-        raise DataError(DEFAULT_PARAMS, f"cannot build the detector of experiment "
-                                        f"'{exp.name}' ({exp.variant}, {exp.profile}): {message}",
-                        record=f"experiments.{exp.name}") from e
-
-
 # ---------------------------------------------------------------------------- one step
 
 class TrainingStep:
@@ -162,12 +134,8 @@ class TrainingStep:
             self.optimizer, milestones=schedule.milestones, gamma=schedule.gamma,
             warmup_iters=int(warmup.get("iterations", 0)),
             warmup_factor=float(warmup.get("factor", 1.0)))
-        amp_dtype = cfg.get("amp_dtype", "float16")
-        if amp_dtype not in AMP_DTYPES:
-            raise ValueError(f"train.amp_dtype must be one of {list(AMP_DTYPES)}, got {amp_dtype!r}")
-        self.amp = bool(cfg.get("amp", False)) and info.device.type == "cuda"
-        self.amp_dtype = AMP_DTYPES[amp_dtype]
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and amp_dtype == "float16")
+        self.amp = Amp.from_train_settings(cfg, info.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp.scales_gradients)
 
     def wrap_ddp(self) -> None:
         """Wrap the model in DistributedDataParallel when there are several ranks."""
@@ -178,8 +146,7 @@ class TrainingStep:
     def forward(self, batch: Batch) -> tuple[dict[str, torch.Tensor], float]:
         """Losses of one batch (this rank's, not reduced) and the lr this step uses."""
         images, targets = model_inputs(batch, self.info.device)
-        with torch.autocast(device_type=self.info.device.type, dtype=self.amp_dtype,
-                            enabled=self.amp):
+        with self.amp.autocast(self.info.device):
             losses = self.ddp_model(images, targets)
         return losses, float(self.optimizer.param_groups[0]["lr"])
 
@@ -287,7 +254,7 @@ class Trainer:
         if saved.get("model") != self.exp.model:
             raise DataError(path, f"checkpoint of a different model (experiment "
                                   f"'{saved.get('name')}', variant '{saved.get('variant')}'); "
-                                  f"use another --out or --resume never")
+                                  f"use another --out-dir or --resume never")
         differing = sorted(k for k in set(saved.get("train", {})) | set(self.exp.train)
                            if saved.get("train", {}).get(k) != self.exp.train.get(k))
         if differing and self.info.is_main:
@@ -322,7 +289,7 @@ class Trainer:
 
     def save_final_model(self, diverged: dict[str, Any] | None = None) -> Path:
         """``model_final.pt``: the current weights and the experiment; with ``diverged``
-        (``{iteration, terms}``, lla.eval.diverged) also the record of a run that stopped on
+        (``{iteration, terms}``, :mod:`lla.diverged`) also the record of a run that stopped on
         a non-finite loss (its weights are then the last good ones: the bad step was never
         applied)."""
         path = self.out_dir / ckpt.FINAL_MODEL
@@ -496,72 +463,16 @@ def resume_checkpoint(out_dir: Path, resume: str) -> Path | None:
         if existing:
             raise DataError(existing[-1][1], "--resume never, but the output directory holds "
                                              "checkpoints of an earlier run; resume it "
-                                             "(--resume auto) or choose another --out")
+                                             "(--resume auto) or choose another --out-dir")
         return None
     return Path(resume)
-
-
-def infer_after_training(args: argparse.Namespace, profile: str, final_model: Path,
-                         info: DistInfo) -> None:
-    """`lla infer --checkpoint final_model --split args.infer_split --out args.infer_out`
-    in this process group (every rank takes part, rank 0 writes)."""
-    from lla.engine.infer import infer  # infer imports this module
-
-    infer(argparse.Namespace(checkpoint=final_model, split=args.infer_split, out=args.infer_out,
-                             odgt_out=None, profile=profile, data=args.infer_data,
-                             params=args.params, images_per_device=None, device=args.device),
-          info)
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train", help="train one experiment of params.yaml (DDP under torchrun)",
-        description="Train one experiment. Under torchrun every process trains on its own "
-                    "device (DDP); without it one process uses one device. Exit codes: 0 done, "
-                    f"1 failed (e.g. a non-finite loss), 2 bad input, {EXIT_REQUEUE} stopped by "
-                    "SIGTERM/SIGUSR1 after saving a checkpoint (requeue and rerun to resume).")
-    parser.add_argument("--experiment", required=True, help="a key of the experiments block")
-    parser.add_argument("--profile", help="paper | official_code | mini | micro "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--data", type=Path,
-                        help="the converted training json (default: the experiment's dataset "
-                             "for the profile, under data_root)")
-    parser.add_argument("--out", type=Path,
-                        help="run directory (default: runs/<profile>/<experiment>)")
-    parser.add_argument("--resume", default="auto",
-                        help="auto: continue from the newest checkpoint in --out (default; a run whose "
-                             "settings changed starts afresh, its checkpoints moved to "
-                             "checkpoints.superseded/); never: start from scratch; or a "
-                             "checkpoint path")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: CUDA when available (default)")
-    parser.add_argument("--stop-after", type=int, metavar="ITER",
-                        help="stop after this many iterations (saving a checkpoint, exit 0); "
-                             "a later run resumes from there")
-    infer_group = parser.add_argument_group(
-        "inference after training",
-        "run `lla infer` on the final model in the same process(es) (saves a process start: "
-        "the pipeline's train job writes the detections too)")
-    infer_group.add_argument("--infer-out", type=Path, metavar="JSON",
-                             help="write the detections of the final model here (COCO results)")
-    infer_group.add_argument("--infer-split", default="val",
-                             help="split of the experiment's dataset to run on (default: val)")
-    infer_group.add_argument("--infer-data", type=Path, metavar="JSON",
-                             help="a converted dataset json instead of the split's")
-    parser.add_argument("--on-diverge", choices=("fail", "record"), default="fail",
-                        help="a non-finite loss: fail (exit 1, default) or record it (exit 0; "
-                             "model_final.pt with the last good weights marked 'diverged', "
-                             "--infer-out as {\"diverged\": ...}: the tables' \"—\")")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     exp = resolve_experiment(params, args.experiment, profile)
-    out_dir = args.out or default_out_dir(profile, exp.name)
+    out_dir = args.out_dir or layout.run_dir(profile, exp.name)
     if args.stop_after is not None and args.stop_after < 1:
         raise DataError(args.params, f"--stop-after must be >= 1, got {args.stop_after}")
     info = setup_distributed(args.device)
@@ -584,7 +495,10 @@ def run(args: argparse.Namespace) -> int:
                     logger.info("resuming from %s (iteration %d)", start, trainer.iteration)
             code = trainer.fit(stop_after=args.stop_after, stop_request=stop_request)
         if code == EXIT_OK and args.infer_out is not None and trainer.iteration >= trainer.max_iter:
-            infer_after_training(args, profile, Path(out_dir) / ckpt.FINAL_MODEL, info)
+            # the final model's detections in this process group (every rank takes part)
+            infer(Path(out_dir) / ckpt.FINAL_MODEL, args.infer_out, info=info,
+                  split=args.infer_split, profile=profile, data=args.infer_data,
+                  params=args.params)
         return code
     except NonFiniteLossError as e:
         if info.is_main:

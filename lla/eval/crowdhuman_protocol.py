@@ -19,31 +19,35 @@ always qualifies, so every round makes progress; real data needs a handful of ro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
 from lla.errors import DataError
+from lla.eval.box_pairs import (box_columns, centre_candidates, float32_columns,
+                                group_ranges, mmdet_iou, official_ioa, official_iou,
+                                range_pairs, repeat_rows, take_rows)
 from lla.eval.crowdhuman_io import Detections, GroundTruth
+from lla.eval.ji import JI_IOU_THRESHOLD
+from lla.eval.phases import phase
 
 IOU_THRESHOLD = 0.5     # strict: IoU > 0.5 matches, IoA > 0.5 ignores
-OVERLAP_EPS = 1e-6      # added to the denominators, as the official box_overlap_opr does
 # CALTECH_-2 reference FPPI points exactly as the official literals (not 10 ** (-2 + k / 4)).
 MR_REFERENCE_FPPI = np.array([0.0100, 0.0178, 0.03160, 0.0562, 0.1000, 0.1778, 0.3162,
                               0.5623, 1.000])
 
 LABEL_TP, LABEL_FP, LABEL_DROPPED = 1, 0, -1
-PAIR_CHUNK = 1 << 20  # detection-GT pairs handled at once (bounds the memory)
 
 
 @dataclass
 class PreparedImages:
     """Clipped boxes in matching order, grouped by image (I images, G GTs, D detections).
 
-    gt_xyxy (G, 4), gt_image (G,), gt_valid (G,) bool: GTs grouped by image, inside an
-      image sorted by tag, descending (stable): valid ones first.
+    gt_xyxy (G, 4), gt_image (G,), gt_valid (G,) bool, gt_tags (G,): GTs grouped by image,
+      inside an image sorted by tag, descending (stable): valid ones first.
+    gt_source (G,): the index of each in the GroundTruth arrays (file order).
     dt_xyxy (D, 4), dt_image (D,): detections grouped by image, inside an image sorted by
       score, descending (stable; ties in file order).
+    dt_source (D,): the index of each in the Detections arrays (file order).
     pooled_order (D,): the detections in pooled order (score descending; ties by image,
       then file order), as indices into the prepared arrays.
     width, height (I,): image sizes used for clipping (NaN: unknown, image has no detection).
@@ -52,16 +56,20 @@ class PreparedImages:
     gt_xyxy: np.ndarray
     gt_image: np.ndarray
     gt_valid: np.ndarray
+    gt_tags: np.ndarray
+    gt_source: np.ndarray
     dt_xyxy: np.ndarray
     dt_image: np.ndarray
+    dt_source: np.ndarray
     pooled_order: np.ndarray
     width: np.ndarray
     height: np.ndarray
 
 
-def xywh_to_xyxy(boxes: np.ndarray) -> np.ndarray:
-    """(N, 4) [x, y, w, h] -> (N, 4) [x1, y1, x2, y2] (x2 = x + w, as the official loader)."""
-    out = boxes.copy()
+def xywh_to_xyxy(boxes: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """(N, 4) [x, y, w, h] -> (N, 4) [x1, y1, x2, y2] (x2 = x + w, as the official loader);
+    ``in_place`` converts ``boxes`` itself."""
+    out = boxes if in_place else boxes.copy()
     out[:, 2:4] += out[:, 0:2]
     return out
 
@@ -106,7 +114,8 @@ def prepare(gt: GroundTruth, dets: Detections) -> PreparedImages:
 
     gt_order = np.lexsort((-gt.tags.astype(np.int64), gt.image_index))  # stable
     gt_image = gt.image_index[gt_order]
-    gt_xyxy = clip_to_images(xywh_to_xyxy(gt.boxes[gt_order]), width[gt_image], height[gt_image])
+    gt_xyxy = clip_to_images(xywh_to_xyxy(gt.boxes[gt_order], in_place=True),
+                             width[gt_image], height[gt_image])
 
     # ``dets`` is grouped by image in file order, so a stable sort by score gives the
     # pooled order, and a stable sort of that by image the per-image matching order.
@@ -116,23 +125,19 @@ def prepare(gt: GroundTruth, dets: Detections) -> PreparedImages:
     position = np.empty_like(dt_order)
     position[dt_order] = np.arange(len(dt_order))
     dt_image = dets.image_index[dt_order]
-    dt_xyxy = clip_to_images(xywh_to_xyxy(dets.boxes[dt_order]), width[dt_image],
-                             height[dt_image])
-    return PreparedImages(gt_xyxy=gt_xyxy, gt_image=gt_image, gt_valid=gt.tags[gt_order] > 0,
-                          dt_xyxy=dt_xyxy, dt_image=dt_image, pooled_order=position[by_score],
-                          width=width, height=height)
+    dt_xyxy = clip_to_images(xywh_to_xyxy(dets.boxes[dt_order], in_place=True),
+                             width[dt_image], height[dt_image])
+    gt_tags = gt.tags[gt_order]
+    return PreparedImages(gt_xyxy=gt_xyxy, gt_image=gt_image, gt_valid=gt_tags > 0,
+                          gt_tags=gt_tags, gt_source=gt_order, dt_xyxy=dt_xyxy,
+                          dt_image=dt_image, dt_source=dt_order,
+                          pooled_order=position[by_score], width=width, height=height)
 
 
 def stable_argsort_descending(values: np.ndarray) -> np.ndarray:
     """Indices sorting ``values`` descending, ties in index order (as Python's stable
-    ``sorted(..., reverse=True)``). Same result as ``argsort(-values, kind="stable")``,
-    about twice as fast: a quicksort, then a second one on unique (tie group, index) keys."""
-    order = np.argsort(-values)
-    sorted_values = values[order]
-    group = np.zeros(len(values), dtype=np.int64)
-    group[1:] = sorted_values[1:] != sorted_values[:-1]
-    np.cumsum(group, out=group)
-    return order[np.argsort(group * len(values) + order)]
+    ``sorted(..., reverse=True)``)."""
+    return np.argsort(-values, kind="stable")
 
 
 def _small_int(index: np.ndarray, bound: int) -> np.ndarray:
@@ -143,121 +148,69 @@ def _small_int(index: np.ndarray, bound: int) -> np.ndarray:
 # --------------------------------------------------------------------------- overlaps
 
 
-Columns = tuple  # (x1, y1, x2, y2, area): five (N,) float64 arrays
+@dataclass
+class CandidatePairs:
+    """The (detection, GT) pairs that pass an IoU test, as indices into prepared arrays.
 
-
-def box_columns(xyxy: np.ndarray) -> Columns:
-    """(N, 4) xyxy -> contiguous columns and the official area (x2 - x1) * (y2 - y1)."""
-    x1, y1, x2, y2 = (np.ascontiguousarray(xyxy[:, k]) for k in range(4))
-    return x1, y1, x2, y2, (x2 - x1) * (y2 - y1)
-
-
-def _intersection(d: Columns, g: Columns) -> np.ndarray:
-    """max(0, iw) * max(0, ih) of paired boxes, (P,)."""
-    iw = np.minimum(d[2], g[2])
-    iw -= np.maximum(d[0], g[0])
-    ih = np.minimum(d[3], g[3])
-    ih -= np.maximum(d[1], g[1])
-    np.maximum(iw, 0, out=iw)
-    np.maximum(ih, 0, out=ih)
-    iw *= ih
-    return iw
-
-
-def pair_iou(d: Columns, g: Columns) -> np.ndarray:
-    """Official IoU of paired boxes: inter / (a_dt + a_gt - inter + 1e-6), in this operation
-    order, so every value is bit-identical to ``box_overlap_opr``."""
-    inter = _intersection(d, g)
-    denominator = d[4] + g[4]
-    denominator -= inter
-    denominator += OVERLAP_EPS
-    inter /= denominator
-    return inter
-
-
-def pair_ioa(d: Columns, g: Columns) -> np.ndarray:
-    """Official IoA of paired boxes: inter / (a_dt + 1e-6)."""
-    inter = _intersection(d, g)
-    inter /= d[4] + OVERLAP_EPS
-    return inter
-
-
-def _take(columns: Columns, index: np.ndarray) -> Columns:
-    return tuple(c[index] for c in columns)
-
-
-def _repeat(columns: Columns, start: int, stop: int, counts: np.ndarray) -> Columns:
-    return tuple(np.repeat(c[start:stop], counts) for c in columns)
-
-
-def _range_pairs(lo: np.ndarray, hi: np.ndarray, max_pairs: int = PAIR_CHUNK
-                 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray]]:
-    """All (row, k) with lo[row] <= k < hi[row], in chunks of about ``max_pairs`` pairs.
-
-    lo, hi: (R,) int64. Yields (start, stop, counts, k): rows start..stop-1 with
-    counts (stop - start,) pairs each, and k (P,) for those pairs, by row then k.
+    pair_dt, pair_gt, pair_iou (P,): official IoU > 0.5 with a valid GT (tag 1), sorted
+      by detection, then GT.
+    ji_dt, ji_gt (E,): float32 IoU >= 0.5 with a GT of tag != -1, the JI's edges, in no
+      particular order (None unless asked for).
     """
-    counts = np.maximum(hi - lo, 0)
-    ends = np.cumsum(counts)
-    start = 0
-    while start < len(lo):
-        done = int(ends[start - 1]) if start else 0
-        stop = max(int(np.searchsorted(ends, done + max_pairs, side="right")), start + 1)
-        c = counts[start:stop]
-        first = np.cumsum(c) - c
-        k = np.arange(int(c.sum()), dtype=np.int64)
-        k += np.repeat(lo[start:stop] - first, c)
-        yield start, stop, c, k
-        start = stop
+
+    pair_dt: np.ndarray
+    pair_gt: np.ndarray
+    pair_iou: np.ndarray
+    ji_dt: np.ndarray | None = None
+    ji_gt: np.ndarray | None = None
 
 
-def candidate_pairs(prep: PreparedImages) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every (detection, valid GT) pair of an image with official IoU > 0.5.
-
-    Returns pair_dt (P,), pair_gt (P,) int64 indices into the prepared arrays and
-    pair_iou (P,), sorted by detection, then GT.
-
-    Exact overlaps are computed only for pairs that pass a conservative test: IoU > 0.5
-    implies a horizontal overlap longer than half of each box's width, so the GT's
-    x-centre lies inside the detection's x-range. That range is widened by 1e-3 of the
-    image width (covering IoU > 0.499 and any rounding); with all images laid side by side
-    on one axis and GT centres sorted, two ``searchsorted`` calls bound every detection's
-    candidates.
-    """
+def candidate_pairs(prep: PreparedImages, *, ji_edges: bool = False) -> CandidatePairs:
+    """The pairs of every image that pass the protocol's IoU test (and, with ``ji_edges``,
+    the JI's), computed only for the candidates of :func:`centre_candidates`."""
     empty = np.zeros(0, dtype=np.int64)
-    valid = np.flatnonzero(prep.gt_valid & ~np.isnan(prep.width[prep.gt_image]))
-    if len(valid) == 0 or len(prep.dt_image) == 0:
-        return empty, empty.copy(), np.zeros(0)
-    width = np.nan_to_num(prep.width)
-    margin = 1e-3 * (width + 1.0)
-    span = width + 4 * margin + 1.0
-    base = np.cumsum(span) - span + 2 * margin  # image i occupies [base_i - 2m, base_i + W + 2m]
+    searched = np.flatnonzero((prep.gt_tags != -1 if ji_edges else prep.gt_valid)
+                              & ~np.isnan(prep.width[prep.gt_image]))
+    search = centre_candidates(prep.dt_xyxy, prep.dt_image, prep.gt_xyxy, prep.gt_image,
+                               searched, prep.width)
+    if search is None:
+        return CandidatePairs(empty, empty.copy(), np.zeros(0),
+                              *((empty.copy(), empty.copy()) if ji_edges else ()))
+    gt_cols = box_columns(prep.gt_xyxy[search.gt_order])
+    gt_valid = prep.gt_valid[search.gt_order]
+    dt_cols = box_columns(prep.dt_xyxy)
 
-    gt_key = (prep.gt_xyxy[valid, 0] + prep.gt_xyxy[valid, 2]) * 0.5 + base[prep.gt_image[valid]]
-    by_key = np.argsort(gt_key)
-    gt_key = gt_key[by_key]
-    gt_valid_sorted = valid[by_key]
-    gt_cols = box_columns(prep.gt_xyxy[gt_valid_sorted])
+    found: dict[str, list[np.ndarray]] = {"dt": [], "gt": [], "iou": [], "ji_dt": [],
+                                          "ji_gt": []}
+    all_valid = bool(gt_valid.all())
+    for start, stop, counts, k in range_pairs(search.lo, search.hi):
+        d_cols, g_cols = repeat_rows(dt_cols, start, stop, counts), take_rows(gt_cols, k)
+        rows = np.repeat(np.arange(start, stop), counts)
+        iou = official_iou(d_cols, g_cols)
+        hit = iou > IOU_THRESHOLD
+        hit = np.flatnonzero(hit if all_valid else hit & gt_valid[k])
+        found["dt"].append(rows[hit])
+        found["gt"].append(search.gt_order[k[hit]])
+        found["iou"].append(iou[hit])
+        if ji_edges:
+            edge = np.flatnonzero(mmdet_iou(float32_columns(d_cols), float32_columns(g_cols))
+                                  >= JI_IOU_THRESHOLD)
+            found["ji_dt"].append(rows[edge])
+            found["ji_gt"].append(search.gt_order[k[edge]])
 
-    dt_low = prep.dt_xyxy[:, 0] + (base - margin)[prep.dt_image]
-    dt_by_low = np.argsort(dt_low)  # sorted queries make searchsorted faster
-    dt_cols = box_columns(prep.dt_xyxy[dt_by_low])
-    lo = np.searchsorted(gt_key, dt_low[dt_by_low], side="left")
-    hi = np.searchsorted(gt_key, dt_cols[2] + (base + margin)[prep.dt_image[dt_by_low]],
-                         side="right")
+    def sorted_by_dt_then_gt(dt: list, gt: list, *values: list) -> tuple[np.ndarray, ...]:
+        if not dt:
+            return (empty.copy(), empty.copy()) + tuple(np.zeros(0) for _ in values)
+        dt_index, gt_index = np.concatenate(dt), np.concatenate(gt)
+        order = np.argsort(dt_index * len(prep.gt_image) + gt_index)  # keys are unique
+        return (dt_index[order], gt_index[order]) + tuple(np.concatenate(v)[order]
+                                                          for v in values)
 
-    pairs_dt, pairs_gt, pairs_iou = [], [], []
-    for start, stop, counts, k in _range_pairs(lo, hi):
-        iou = pair_iou(_repeat(dt_cols, start, stop, counts), _take(gt_cols, k))
-        hit = np.flatnonzero(iou > IOU_THRESHOLD)
-        pairs_dt.append(dt_by_low[np.repeat(np.arange(start, stop), counts)[hit]])
-        pairs_gt.append(gt_valid_sorted[k[hit]])
-        pairs_iou.append(iou[hit])
-    if not pairs_dt:
-        return empty, empty.copy(), np.zeros(0)
-    pair_dt, pair_gt = np.concatenate(pairs_dt), np.concatenate(pairs_gt)
-    order = np.argsort(pair_dt * len(prep.gt_image) + pair_gt)  # keys are unique
-    return pair_dt[order], pair_gt[order], np.concatenate(pairs_iou)[order]
+    pair_dt, pair_gt, pair_iou = sorted_by_dt_then_gt(found["dt"], found["gt"], found["iou"])
+    if not ji_edges:
+        return CandidatePairs(pair_dt, pair_gt, pair_iou)
+    return CandidatePairs(pair_dt, pair_gt, pair_iou,
+                          np.concatenate(found["ji_dt"]), np.concatenate(found["ji_gt"]))
 
 
 def covered_by_ignore(prep: PreparedImages) -> np.ndarray:
@@ -266,13 +219,13 @@ def covered_by_ignore(prep: PreparedImages) -> np.ndarray:
     ignored = np.flatnonzero(~prep.gt_valid)  # grouped by image
     if len(ignored) == 0 or len(covered) == 0:
         return covered
-    ign_start = np.searchsorted(prep.gt_image[ignored], np.arange(len(prep.width) + 1))
+    ign_start = group_ranges(prep.gt_image[ignored], len(prep.width))
     lo, hi = ign_start[prep.dt_image], ign_start[prep.dt_image + 1]
     has = np.flatnonzero(hi > lo)
     dt_cols = box_columns(prep.dt_xyxy[has])
     ign_cols = box_columns(prep.gt_xyxy[ignored])
-    for start, stop, counts, k in _range_pairs(lo[has], hi[has]):
-        ioa = pair_ioa(_repeat(dt_cols, start, stop, counts), _take(ign_cols, k))
+    for start, stop, counts, k in range_pairs(lo[has], hi[has]):
+        ioa = official_ioa(repeat_rows(dt_cols, start, stop, counts), take_rows(ign_cols, k))
         rows = np.repeat(np.arange(start, stop), counts)
         covered[has[rows[ioa > IOU_THRESHOLD]]] = True
     return covered
@@ -321,10 +274,13 @@ def greedy_match(pair_dt: np.ndarray, pair_gt: np.ndarray, pair_iou: np.ndarray,
     return matched
 
 
-def label_detections(prep: PreparedImages) -> np.ndarray:
-    """(D,) int8 label of each prepared detection: 1 TP, 0 FP, -1 dropped (ignore region)."""
-    pair_dt, pair_gt, pair_iou = candidate_pairs(prep)
-    matched = greedy_match(pair_dt, pair_gt, pair_iou, len(prep.dt_image), len(prep.gt_image))
+def label_detections(prep: PreparedImages, pairs: CandidatePairs | None = None) -> np.ndarray:
+    """(D,) int8 label of each prepared detection: 1 TP, 0 FP, -1 dropped (ignore region).
+
+    ``pairs``: the candidate pairs of ``prep`` if already computed."""
+    pairs = candidate_pairs(prep) if pairs is None else pairs
+    matched = greedy_match(pairs.pair_dt, pairs.pair_gt, pairs.pair_iou, len(prep.dt_image),
+                           len(prep.gt_image))
     labels = np.where(covered_by_ignore(prep), LABEL_DROPPED, LABEL_FP).astype(np.int8)
     labels[matched >= 0] = LABEL_TP
     return labels
@@ -370,12 +326,39 @@ def num_valid_gt(gt: GroundTruth) -> int:
     return int(np.count_nonzero(gt.tags != -1))
 
 
-def protocol_metrics(gt: GroundTruth, dets: Detections) -> dict[str, float]:
-    """MR, AP and Recall exactly as the official evaluator computes them."""
+def require_valid_gt(gt: GroundTruth) -> int:
+    """The number of valid GT boxes; DataError if there is none."""
     valid = num_valid_gt(gt)
     if valid == 0:
         raise DataError(gt.source, "no valid (non-ignore) ground-truth box in the whole set: "
                         "MR, AP and Recall are undefined")
-    prep = prepare(gt, dets)
-    labels = label_detections(prep)
-    return curve_metrics(pooled_labels(prep, labels), valid, gt.num_images)
+    return valid
+
+
+@dataclass
+class Matching:
+    """The prepared images, their candidate pairs and the label of each detection."""
+
+    prep: PreparedImages
+    pairs: CandidatePairs
+    labels: np.ndarray
+
+
+def match(gt: GroundTruth, dets: Detections, *, ji_edges: bool = False) -> Matching:
+    """Clip, order and match every detection (official rules); with ``ji_edges`` the
+    pairs also hold the JI's edges."""
+    with phase("matching"):
+        prep = prepare(gt, dets)
+        pairs = candidate_pairs(prep, ji_edges=ji_edges)
+        return Matching(prep, pairs, label_detections(prep, pairs))
+
+
+def protocol_metrics(gt: GroundTruth, dets: Detections,
+                     matching: Matching | None = None) -> dict[str, float]:
+    """MR, AP and Recall exactly as the official evaluator computes them (``matching``:
+    the result of :func:`match` if already computed)."""
+    valid = require_valid_gt(gt)
+    matching = match(gt, dets) if matching is None else matching
+    with phase("MR/AP/Recall"):
+        return curve_metrics(pooled_labels(matching.prep, matching.labels), valid,
+                             gt.num_images)

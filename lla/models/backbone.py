@@ -4,7 +4,8 @@ Two bodies share one FPN wrapper:
 
 * :func:`resnet_body` -- torchvision ResNet-50/101, for the ``paper`` profile:
   FrozenBatchNorm, frozen stem and first stage, ImageNet weights from a local file
-  or (when online) torchvision's weights API.
+  (``weights: imagenet`` in params.yaml is resolved to torchvision's file, fetched once by
+  ``lla data weights``: :mod:`lla.data.weights`).
 * :class:`TinyBody` -- a ~1 M-parameter convolutional body trained from scratch
   (GroupNorm or BatchNorm, nothing frozen) for the ``mini``/``micro`` profiles.
 
@@ -15,7 +16,6 @@ inferred from channel counts as torchvision's ``LastLevelP6P7`` does.
 
 from __future__ import annotations
 
-import urllib.error
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,10 +30,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 
 from lla.errors import DataError
 
-RESNET_BUILDERS = {50: (resnet.resnet50, resnet.ResNet50_Weights.IMAGENET1K_V1),
-                   101: (resnet.resnet101, resnet.ResNet101_Weights.IMAGENET1K_V1)}
-# ``weights: imagenet`` in params.yaml means "fetch through torchvision's weights API".
-ONLINE_WEIGHTS = "imagenet"
+RESNET_BUILDERS = {50: resnet.resnet50, 101: resnet.resnet101}
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -86,23 +83,18 @@ def _check_finest_level(level: int) -> None:
 
 
 def load_resnet_weights(net: nn.Module, depth: int, weights: str) -> None:
-    """Load ImageNet weights into ``net``: a local ``.pth`` state dict or ``"imagenet"`` (online)."""
-    if weights == ONLINE_WEIGHTS:
-        try:
-            state = RESNET_BUILDERS[depth][1].get_state_dict(progress=False)
-        except (urllib.error.URLError, OSError) as exc:
-            raise RuntimeError(
-                f"could not download torchvision's ImageNet ResNet-{depth} weights ({exc}). "
-                "Offline: download them elsewhere and set models.backbone.weights in params.yaml "
-                "to the local .pth file") from exc
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: backbone weights file not found "
-                                    "(models.backbone.weights in params.yaml)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
+    """Load ImageNet weights into ``net`` from a local ``.pth`` state dict (nothing is fetched)."""
+    if weights == "imagenet":
+        raise ValueError("backbone weights 'imagenet' must first be resolved to their local file "
+                         "(lla.data.weights.resolve; build_detector and resolve_experiment do it)")
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: backbone weights file not found (models.backbone.weights in params.yaml; "
+            f"`lla data weights resnet{depth}` fetches the `imagenet` file into <data_root>/pretrained)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
@@ -117,13 +109,12 @@ def resnet_body(*, depth: int, norm: str = "frozen_bn", weights: str | None = No
 
     Args:
         norm: "frozen_bn" (pretrained runs), "bn" or "gn".
-        weights: None (random init), a local state-dict path, or "imagenet" (online).
+        weights: None (random init) or a local state-dict path.
         frozen_stages: -1 nothing frozen, 0 the stem, k >= 1 the stem and layer1..layerk.
     """
     if depth not in RESNET_BUILDERS:
         raise ValueError(f"ResNet depth must be one of {sorted(RESNET_BUILDERS)}, got {depth}")
-    net = RESNET_BUILDERS[depth][0](weights=None,
-                                    norm_layer=lambda c: norm_layer(norm, c, gn_groups))
+    net = RESNET_BUILDERS[depth](weights=None, norm_layer=lambda c: norm_layer(norm, c, gn_groups))
     if weights:
         load_resnet_weights(net, depth, weights)
     body = ResNetBody(net, finest_level)
@@ -255,10 +246,10 @@ def build_body(cfg: dict) -> nn.Module:
     """The body (C3, C4, C5) of the ``models.*.backbone`` config.
 
     ``cfg`` keys: ``name`` ("resnet50", "resnet101", "tiny"), ``norm``, ``gn_groups``,
-    ``weights`` (ResNet: null, a path or "imagenet"; tiny: null or a file written by
-    ``lla pretrain``, or a mapping ``{depth: file}``), ``frozen_stages`` (ResNet),
-    ``widths`` / ``blocks_per_stage`` (tiny), ``finest_level`` (3: C3..C5, the default; 2:
-    C2..C5, for a pyramid P2..P6 with strides 4..64). The tiny body's ``blocks_per_stage`` may map
+    ``weights`` (ResNet: null or a path; tiny: null or a file written by ``lla pretrain``,
+    or a mapping ``{depth: file}``), ``frozen_stages`` (ResNet), ``widths`` /
+    ``blocks_per_stage`` (tiny), ``finest_level`` (3: C3..C5, the default; 2: C2..C5, for a
+    pyramid P2..P6 with strides 4..64). The tiny body's ``blocks_per_stage`` may map
     the backbone ``depth`` to a block count (``{50: 1, 101: 2}``), so an experiment that
     asks for a deeper backbone (the paper's ResNet-101 rows) gets a deeper tiny body too.
     """

@@ -1,7 +1,8 @@
 """params.yaml ``models`` block -> :class:`~lla.models.detector.DenseDetector`.
 
 ``models.defaults`` merged with ``models.<profile>`` (``lla.config.section``) holds the
-shared settings and ``variants``. A variant's settings are resolved as
+shared settings and ``variants``. A variant's settings are resolved
+(:func:`lla.config.resolve_variant`) as
 
     shared settings  <-  variant chain (``base: NAME`` first, then the variant's own keys)
 
@@ -12,11 +13,11 @@ the keyword arguments of one assigner make no sense for another.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from lla.assign import build_assigner
-from lla.config import DEFAULT_PARAMS, deep_merge, section
+from lla.config import DEFAULT_PARAMS, resolve_variant, variant_names  # noqa: F401 (re-exported)
+from lla.data import weights as pretrained
 from lla.errors import DataError
 from lla.models.anchors import AnchorGenerator
 from lla.models.backbone import build_backbone
@@ -26,51 +27,11 @@ from lla.models.heads import DenseHead
 from lla.models.losses import LossConfig
 from lla.models.postprocess import PostprocessConfig
 
-SHARED_ONLY = "variants"
-REPLACED_WHEN_NAMED = ("assigner",)
-
-
-def variant_names(params: dict[str, Any], profile: str | None = None) -> list[str]:
-    """Names of the detector variants defined for ``profile``, in file order."""
-    return list(section(params, "models", profile).get(SHARED_ONLY, {}))
-
-
-def _merge_variant(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in own.items():
-        if key in REPLACED_WHEN_NAMED and isinstance(value, dict) and "name" in value:
-            out[key] = copy.deepcopy(value)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def resolve_variant(params: dict[str, Any], variant: str, profile: str | None = None) -> dict[str, Any]:
-    """The complete settings of one variant (shared settings + ``base`` chain + own keys)."""
-    models = section(params, "models", profile)
-    variants = models.pop(SHARED_ONLY, {})
-
-    def chain(name: str, seen: tuple[str, ...]) -> dict[str, Any]:
-        if name not in variants:
-            where = f" (base of '{seen[-1]}')" if seen else ""
-            raise DataError(DEFAULT_PARAMS, f"models.variants has no '{name}'{where}; known: "
-                                            f"{', '.join(variants)}", record=f"models.variants.{name}")
-        if name in seen:
-            raise DataError(DEFAULT_PARAMS, f"variant inheritance loop: {' -> '.join(seen + (name,))}",
-                            record=f"models.variants.{name}")
-        own = dict(variants[name] or {})
-        parent = own.pop("base", None)
-        inherited = chain(parent, seen + (name,)) if parent else {}
-        return _merge_variant(inherited, own)
-
-    return _merge_variant(models, chain(variant, ()))
-
 
 def build_detector(params: dict[str, Any], variant: str, profile: str | None = None) -> DenseDetector:
-    """Build the detector ``variant`` with the settings of ``profile`` (untrained)."""
-    cfg = resolve_variant(params, variant, profile)
+    """Build the detector ``variant`` with the settings of ``profile`` (untrained; ImageNet
+    weights are read from their local file, :mod:`lla.data.weights`)."""
+    cfg = pretrained.resolve(params, resolve_variant(params, variant, profile))
     record = f"models.variants.{variant}"
     try:
         return detector_from_config(cfg)
@@ -78,7 +39,7 @@ def build_detector(params: dict[str, Any], variant: str, profile: str | None = N
         if isinstance(exc, DataError):
             raise
         message = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise DataError(DEFAULT_PARAMS, f"cannot build variant '{variant}' for profile "
+        raise DataError(getattr(params, "path", DEFAULT_PARAMS), f"cannot build variant '{variant}' for profile "
                                         f"'{profile}': {message}", record=record) from exc
 
 

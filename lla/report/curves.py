@@ -1,7 +1,7 @@
 """`lla report curves`: every run's training curves as one csv each, for `dvc plots`.
 
-    lla report curves --runs runs/mini/retinanet_r50 runs/mini/lla_fcos_r50 ... \\
-        --out-dir results/mini/curves
+    lla report curves --profile mini     # every run the tables read -> results/mini/curves/
+    lla report curves --runs runs/mini/retinanet_r50 runs/mini/lla_fcos_r50 --out-dir DIR
 
 DVCLive writes one tsv per logged value into each run directory
 (``<run>/dvclive/plots/metrics/train/<name>.tsv``: columns ``step`` and ``<name>``; see
@@ -23,8 +23,11 @@ import io
 import logging
 from pathlib import Path
 
+from lla import layout, options
+from lla.config import load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text
+from lla.report import tables
 
 logger = logging.getLogger(__name__)
 
@@ -72,18 +75,27 @@ def render_csv(columns: list[str], rows: list[list[float | int | None]]) -> str:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "curves", help="training curves of runs (DVCLive tsvs) as one csv per run, for dvc plots",
+        "curves", parents=[options.SETTINGS],
+        help="training curves of runs (DVCLive tsvs) as one csv per run, for dvc plots",
         description="Join each run's DVCLive tsv files on step into <out-dir>/<run>.csv.")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, metavar="RUN_DIR",
-                        help="run directories (runs/<profile>/<run>)")
-    parser.add_argument("--out-dir", type=Path, required=True, help="directory of the csv files")
+    parser.add_argument("--runs", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="run directories (default: runs/<profile>/<run> of every run the "
+                             "tables read)")
+    options.add_out_dir(parser, "directory of the csv files", default="results/<profile>/curves")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    tables = {run_dir.name: run_curves(run_dir) for run_dir in args.runs}  # all checked first
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, (columns, rows) in tables.items():
-        atomic_write_text(args.out_dir / f"{name}.csv", render_csv(columns, rows))
-    logger.info("%d runs' curves -> %s", len(tables), args.out_dir)
+    run_dirs, out_dir = args.runs, args.out_dir
+    if run_dirs is None or out_dir is None:  # the profile's defaults
+        params = load_params(args.params)
+        profile = selected_profile(params, args.profile)
+        run_dirs = run_dirs or [layout.run_dir(profile, run)
+                                for run in tables.table_runs(params, profile)]
+        out_dir = out_dir or layout.results(profile).curves_dir
+    curves = {run_dir.name: run_curves(run_dir) for run_dir in run_dirs}  # all checked first
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, (columns, rows) in curves.items():
+        atomic_write_text(out_dir / f"{name}.csv", render_csv(columns, rows))
+    logger.info("%d runs' curves -> %s", len(curves), out_dir)
     return 0

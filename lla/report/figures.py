@@ -1,7 +1,7 @@
 """`lla report figure`: the paper's Figures 1-5 as PNGs, from the pipeline's analysis files.
 
-    lla report figure fig1 --profile mini --results results/mini --out results/mini/figures/fig1.png
-    lla report figure fig3 --profile mini --out .../fig3.png --csv .../fig3_levels.csv
+    lla report figure fig1 --profile mini     # -> results/mini/figures/fig1.png
+    lla report figure fig3 --profile mini --results DIR --out DIR/fig3.png   # + fig3_levels.csv
 
 Which experiments feed which figure, the image counts and thresholds live in params.yaml
 (``figures``, per profile); this module knows where each input file is
@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from lla.config import (DEFAULT_PARAMS, converted_json, load_params, section,
-                        selected_profile)
+from lla import layout, options
+from lla.analysis.fpn_levels import NO_LEVEL
+from lla.analysis.positives import FINAL, box_iou, dominant_level, most_crowded_images
+from lla.config import DEFAULT_PARAMS, load_params, section, selected_profile
 from lla.errors import DataError
-from lla.eval.fpn_levels import NO_LEVEL
-from lla.eval.positives import FINAL, box_iou, dominant_level, most_crowded_images
 from lla.io import atomic_write_bytes, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -66,16 +66,6 @@ def experiments_of(settings: dict[str, Any], name: str) -> dict[str, str]:
     return dict(spec["experiments"])
 
 
-def analysis_path(results: str | Path, kind: str, experiment: str) -> Path:
-    """``<results>/figure_data/<kind>_<experiment>.<json|csv>`` for kind positives | evolution | levels."""
-    extension = "csv" if kind == "levels" else "json"
-    return Path(results) / "figure_data" / f"{kind}_{experiment}.{extension}"
-
-
-def detections_path(results: str | Path, experiment: str) -> Path:
-    return Path(results) / "detections" / f"{experiment}.json"
-
-
 INPUT_KIND = {"fig1": "positives", "fig2": "positives", "fig3": "levels", "fig4": "evolution",
               "fig5": "detections"}
 
@@ -88,14 +78,15 @@ def figure_inputs(params: dict[str, Any], profile: str, name: str,
                         f"unknown figure '{name}' (known: {', '.join(FIGURES)})")
     kind = INPUT_KIND[name]
     experiments = experiments_of(figure_settings(params, profile), name)
+    files = layout.Results(Path(results))
     if kind == "detections":
-        return [detections_path(results, e) for e in experiments]
-    return [analysis_path(results, kind, e) for e in experiments]
+        return [files.detections(e) for e in experiments]
+    return [files.figure_data(kind, e) for e in experiments]
 
 
 def figure_outputs(profile: str) -> list[str]:
     """The PNGs of the workflow's ``all_figures`` (fig3 also writes ``fig3_levels.csv``)."""
-    return [f"results/{profile}/figures/{name}.png" for name in FIGURES]
+    return [str(layout.results(profile).figure(name)) for name in FIGURES]
 
 
 def figure_data(params: dict[str, Any], profile: str, name: str) -> list[str]:
@@ -106,15 +97,7 @@ def figure_data(params: dict[str, Any], profile: str, name: str) -> list[str]:
     experiment = next(iter(experiments_of(settings, name)))
     split = "val" if name == "fig5" else settings["positives"]["split"]
     role = params["experiments"][experiment]["dataset"]
-    return [str(converted_json(params, profile, role, split))]
-
-
-def evolution_iterations(params: dict[str, Any], profile: str, experiment: str) -> list[str]:
-    """Fig. 4's checkpoints: the experiment's ``train.keep_checkpoints``, then ``final``."""
-    from lla.engine.experiment import resolve_experiment
-
-    kept = resolve_experiment(params, experiment, profile).train.get("keep_checkpoints") or []
-    return [str(i) for i in sorted(set(int(i) for i in kept))] + [FINAL]
+    return [str(layout.converted_json(params, profile, role, split))]
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -218,9 +201,11 @@ def _font(settings: dict[str, Any]) -> float:
     return max(5.0, 2.0 * float(settings["panel_inches"]))
 
 
-def _save(fig, out: Path) -> None:
+def save_figure(fig, out: Path) -> None:
+    """Write a matplotlib figure atomically, as PNG or, for a .jpg/.jpeg ``out``, JPEG."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=fig.dpi)
+    fig.savefig(buffer, format="jpeg" if out.suffix.lower() in (".jpg", ".jpeg") else "png",
+                dpi=fig.dpi)
     atomic_write_bytes(out, buffer.getvalue())
 
 
@@ -236,7 +221,8 @@ def _header(fig, title: str, subtitle: str, handles: list, settings: dict[str, A
                    handlelength=1.8, columnspacing=1.2)
 
 
-def _image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) RGB pixels of an image file."""
     from PIL import Image
 
     try:
@@ -246,7 +232,8 @@ def _image(path: Path) -> np.ndarray:
         raise DataError(path, f"cannot read the image: {e}") from None
 
 
-def _show_image(ax, image: np.ndarray) -> None:
+def show_image(ax, image: np.ndarray) -> None:
+    """Draw ``image`` (H, W, 3) filling the axes, in pixel coordinates, without ticks."""
     ax.imshow(image, interpolation="bilinear")
     ax.set_xlim(0, image.shape[1])
     ax.set_ylim(image.shape[0], 0)
@@ -254,7 +241,8 @@ def _show_image(ax, image: np.ndarray) -> None:
     ax.set_yticks([])
 
 
-def _box(ax, box: Sequence[float], **style) -> None:
+def draw_box(ax, box: Sequence[float], **style) -> None:
+    """An unfilled rectangle ``box`` = (x1, y1, x2, y2) in pixels; ``style``: matplotlib's."""
     from matplotlib.patches import Rectangle
 
     x1, y1, x2, y2 = box
@@ -281,19 +269,19 @@ def draw_positives(ax, image: np.ndarray, gts: dict[str, Any], positives: dict[s
     """One panel: GT boxes and their positives on each GT's dominant level.
 
     ``gts``: an ``images[]`` entry of a positives json; ``positives``: the matching
-    ``checkpoints[].images[]`` entry (see :mod:`lla.eval.positives`).
+    ``checkpoints[].images[]`` entry (see :mod:`lla.analysis.positives`).
     """
     from matplotlib import colormaps
 
-    _show_image(ax, image)
+    show_image(ax, image)
     cmap = colormaps[GT_COLORMAP]
     boxes = gts["gt_boxes"]
     keep, gt_level = shown_positives(positives["gt"], positives["level"], len(boxes),
                                      len(level_names))
     for box in gts["ignore_boxes"]:
-        _box(ax, box, edgecolor="0.6", linewidth=0.8, linestyle=":")
+        draw_box(ax, box, edgecolor="0.6", linewidth=0.8, linestyle=":")
     for g, box in enumerate(boxes):
-        _box(ax, box, edgecolor=cmap(g % cmap.N), linewidth=1.2)
+        draw_box(ax, box, edgecolor=cmap(g % cmap.N), linewidth=1.2)
     centers = np.asarray(positives["center"], dtype=np.float64).reshape(-1, 2)[keep]
     colours = [cmap(g % cmap.N) for g in np.asarray(positives["gt"], dtype=np.int64)[keep]]
     if len(centers):
@@ -340,12 +328,12 @@ def positives_figure(name: str, inputs: Sequence[Path], labels: Sequence[str],
         final = run["checkpoints"][-1]
         for row, (gts, positives) in enumerate(zip(run["images"], final["images"])):
             ax = axes[row][col]
-            draw_positives(ax, _image(paths[gts["image_id"]]), gts, positives,
+            draw_positives(ax, read_image(paths[gts["image_id"]]), gts, positives,
                            run["level_names"], settings)
             if row == 0:
                 ax.set_title(f"{label} (iteration {final['iteration']})",
                              fontsize=_font(settings) + 1)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def evolution_figure(inputs: Sequence[Path], labels: Sequence[str], settings: dict[str, Any],
@@ -364,14 +352,14 @@ def evolution_figure(inputs: Sequence[Path], labels: Sequence[str], settings: di
     for row, checkpoint in enumerate(checkpoints):
         for col, (gts, positives) in enumerate(zip(run["images"], checkpoint["images"])):
             ax = axes[row][col]
-            draw_positives(ax, _image(paths[gts["image_id"]]), gts, positives,
+            draw_positives(ax, read_image(paths[gts["image_id"]]), gts, positives,
                            run["level_names"], settings)
             if col == 0:
                 label = f"iteration {checkpoint['iteration']}"
                 if checkpoint["label"] == FINAL:
                     label = f"final ({label})"
                 ax.set_ylabel(label, fontsize=_font(settings) + 1)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def _read_level_rows(path: Path) -> list[dict[str, Any]]:
@@ -443,7 +431,7 @@ def levels_figure(inputs: Sequence[Path], experiments: Sequence[str], labels: Se
                                                if c["gts"]), fontsize=font)
         ax.grid(True, which="major", alpha=0.3)
         table += [{"experiment": experiment, "label": label, **c} for c in counts]
-    _save(fig, out)
+    save_figure(fig, out)
     import csv
 
     buffer = io.StringIO()
@@ -510,7 +498,7 @@ def predictions_figure(inputs: Sequence[Path], labels: Sequence[str], settings: 
         totals = {"tp": 0, "fp": 0, "miss": 0}
         for row, image_id in enumerate(image_ids):
             ax = axes[row][col]
-            _show_image(ax, _image(paths[image_id]))
+            show_image(ax, read_image(paths[image_id]))
             gt_boxes = xywh_to_xyxy(gts[image_id])
             dets = sorted((d for d in by_image.get(image_id, []) if d["score"] >= score_thresh),
                           key=lambda d: -d["score"])
@@ -522,61 +510,54 @@ def predictions_figure(inputs: Sequence[Path], labels: Sequence[str], settings: 
             recovered = found & ~reference_found[image_id] if col > 0 else np.zeros_like(found)
             for g, box in enumerate(gt_boxes):
                 if not found[g]:
-                    _box(ax, box, edgecolor=FIG5_COLORS["miss"], linewidth=1.2, linestyle="--")
+                    draw_box(ax, box, edgecolor=FIG5_COLORS["miss"], linewidth=1.2, linestyle="--")
             for d, box in enumerate(det_boxes):
                 if det_gt[d] >= 0:
                     colour = FIG5_COLORS["recovered" if recovered[det_gt[d]] else "tp"]
-                    _box(ax, box, edgecolor=colour, linewidth=1.2)
+                    draw_box(ax, box, edgecolor=colour, linewidth=1.2)
                 elif false_pos[d]:
-                    _box(ax, box, edgecolor=FIG5_COLORS["fp"], linewidth=1.2)
+                    draw_box(ax, box, edgecolor=FIG5_COLORS["fp"], linewidth=1.2)
             totals["tp"] += int(found.sum())
             totals["miss"] += int((~found).sum())
             totals["fp"] += int(false_pos.sum())
         axes[0][col].set_title(f"{label}: {totals['tp']} detected, {totals['miss']} missed, "
                                f"{totals['fp']} FP", fontsize=font)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 # ------------------------------------------------------------------ the command
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "figure", help="render one of the paper's figures (fig1 ... fig5) as a PNG",
-        description="Draw a figure from the analysis files of params.yaml's `figures` block.")
+        "figure", parents=[options.SETTINGS, options.RESULTS],
+        help="render one of the paper's figures (fig1 ... fig5) as a PNG",
+        description="Draw a figure from the analysis files of params.yaml's `figures` block. "
+                    "fig3 also writes its per-level GT counts beside the PNG, as "
+                    "<stem>_levels.csv.")
     parser.add_argument("name", choices=FIGURES, help="which figure")
-    parser.add_argument("--profile", help="the profile the results belong to "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--results", type=Path,
-                        help="results directory holding figure_data/ and detections/ "
-                             "(default: results/<profile>)")
-    parser.add_argument("--out", type=Path, required=True, help="PNG to write")
-    parser.add_argument("--csv", type=Path, help="fig3: the per-level GT counts csv to write "
-                                                 "(default: <out stem>_levels.csv)")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
+    options.add_out(parser, "PNG to write", default="results/<profile>/figures/<name>.png")
     parser.set_defaults(func=run)
-
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     settings = figure_settings(params, profile)
-    results = args.results or Path("results") / profile
+    results = args.results or layout.results(profile).root
     experiments = experiments_of(settings, args.name)
     inputs = figure_inputs(params, profile, args.name, results)
     for path in inputs:
         if not path.is_file():
             raise DataError(path, f"input of {args.name} not found")
     names, labels = list(experiments), list(experiments.values())
+    out = args.out or layout.results(profile).figure(args.name)
     if args.name in ("fig1", "fig2"):
-        positives_figure(args.name, inputs, labels, settings, profile, args.out)
+        positives_figure(args.name, inputs, labels, settings, profile, out)
     elif args.name == "fig3":
-        csv_out = args.csv or args.out.with_name(f"{args.out.stem}_levels.csv")
-        levels_figure(inputs, names, labels, settings, profile, args.out, csv_out)
+        levels_figure(inputs, names, labels, settings, profile, out, layout.figure_csv_of(out))
     elif args.name == "fig4":
-        evolution_figure(inputs, labels, settings, profile, args.out)
+        evolution_figure(inputs, labels, settings, profile, out)
     else:
         predictions_figure(inputs, labels, settings, profile,
-                           Path(figure_data(params, profile, "fig5")[0]), args.out)
-    logger.info("%s -> %s", args.name, args.out)
+                           Path(figure_data(params, profile, "fig5")[0]), out)
+    logger.info("%s -> %s", args.name, out)
     return 0

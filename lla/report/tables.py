@@ -1,7 +1,7 @@
 """`lla report table`: one of the paper's tables, the reproduced value next to the paper's.
 
-    lla report table table1 --profile mini --results results/mini \\
-        --md results/mini/tables/table1.md --csv results/mini/tables/table1.csv
+    lla report table table1 --profile mini     # -> results/mini/tables/table1.{md,csv}
+    lla report table table1 --profile mini --results DIR --out-dir DIR
 
 The layout of every table lives in ``params.yaml`` (``tables.<name>``: columns, rows and
 which experiment fills which cell); the paper's numbers in ``paper_values.yaml`` next to
@@ -20,111 +20,49 @@ training run stopped on a non-finite loss) is shown as "—" with a footnote, as
 paper's own "-" (``null`` in ``paper_values.yaml``); when only some seeds diverged, the
 others are averaged and the cell is marked. A negative value (CityPersons: a setup
 without valid ground truth) is shown as "n/a".
+
+One pandas DataFrame holds a table (:func:`load_table_frame`: one row per cell, the seeds
+aggregated with a groupby); it is rendered once to markdown, csv and HTML here, and the
+claims (:mod:`lla.report.claims`) and the paper report read the same frame.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import statistics
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
+from lla import layout, options
 from lla.config import DEFAULT_PARAMS, dataset_source, load_params, selected_profile
 from lla.errors import DataError
 from lla.io import atomic_write_text, read_json
+from lla.report import markup
 from lla.runs import run_ids
 
 PAPER_VALUES = Path(__file__).with_name("paper_values.yaml")
 SOURCES = ("metrics", "analysis")
-TABLE_KEYS = ("title", "dataset", "source", "columns", "rows")
 DIVERGED_MARK = "—"
 PARTLY_DIVERGED_MARK = "†"
 NOT_AVAILABLE = "n/a"
 DIGITS = 2
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One cell: the reproduced value and the paper's, in percent.
-
-    ``reproduced`` / ``paper`` are None when there is no number: then ``*_diverged`` says
-    whether that is because the run(s) did not converge (else: not available).
-    ``reproduced`` is the mean over the experiment's runs that gave a number
-    (``run_values``), ``reproduced_std`` their sample std (None for fewer than two);
-    ``runs`` counts every run, ``diverged_runs`` those that stopped on a non-finite loss.
-    """
-
-    row_id: str
-    row_label: str
-    column: str
-    experiment: str
-    reproduced: float | None
-    reproduced_diverged: bool
-    paper: float | None
-    paper_diverged: bool
-    reproduced_std: float | None = None
-    run_values: tuple[float, ...] = ()
-    runs: int = 1
-    diverged_runs: int = 0
-
-    @property
-    def difference(self) -> float | None:
-        """reproduced - paper (percentage points), when both are numbers."""
-        if self.reproduced is None or self.paper is None:
-            return None
-        return self.reproduced - self.paper
+CSV_DECIMALS = 6
 
 
 # ---------------------------------------------------------------------------- layout
 
 def table_spec(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """The validated ``tables.<name>`` block (a DataError names the record otherwise)."""
-    source = getattr(params, "path", DEFAULT_PARAMS)
+    """The ``tables.<name>`` block (validated with params: lla.config.validate_params)."""
     tables = params.get("tables") or {}
-    record = f"tables.{name}"
     if name not in tables:
-        raise DataError(source, f"unknown table '{name}' (known: {', '.join(tables) or 'none'})",
-                        record=record)
-    spec = tables[name]
-
-    def fail(message: str):
-        raise DataError(source, message, record=record)
-
-    if not isinstance(spec, dict):
-        fail("expected a mapping")
-    missing = [key for key in TABLE_KEYS if key not in spec]
-    if missing:
-        fail(f"missing {', '.join(missing)}")
-    if spec["source"] not in SOURCES:
-        fail(f"source must be one of {', '.join(SOURCES)}, got {spec['source']!r}")
-    columns, rows = spec["columns"], spec["rows"]
-    if not isinstance(columns, dict) or not columns:
-        fail("columns must be a non-empty mapping {label: metric key}")
-    if not isinstance(rows, dict) or not rows:
-        fail("rows must be a non-empty mapping {row id: {label, experiment | cells}}")
-    experiments = params.get("experiments") or {}
-    for row_id, row in rows.items():
-        if not isinstance(row, dict) or "label" not in row or (
-                ("experiment" in row) == ("cells" in row)):
-            fail(f"row '{row_id}' needs a label and exactly one of experiment, cells")
-        cells = row.get("cells") or {}
-        unknown_columns = sorted(set(cells) - set(columns))
-        if unknown_columns or ("cells" in row and set(cells) != set(columns)):
-            fail(f"row '{row_id}': cells must name every column ({', '.join(columns)}) "
-                 f"and no other")
-        for experiment in ([row["experiment"]] if "experiment" in row else cells.values()):
-            if experiment not in experiments:
-                fail(f"row '{row_id}': unknown experiment '{experiment}'")
-            if experiments[experiment].get("dataset") != spec["dataset"]:
-                fail(f"row '{row_id}': experiment '{experiment}' is on "
-                     f"{experiments[experiment].get('dataset')}, the table on {spec['dataset']}")
-    return spec
+        raise DataError(getattr(params, "path", DEFAULT_PARAMS),
+                        f"unknown table '{name}' (known: {', '.join(tables) or 'none'})",
+                        record=f"tables.{name}")
+    return tables[name]
 
 
 def cell_experiments(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -142,13 +80,20 @@ def table_experiments(params: dict[str, Any], name: str) -> list[str]:
     return list(dict.fromkeys(e for _, _, e in cell_experiments(table_spec(params, name))))
 
 
+def table_runs(params: dict[str, Any], profile: str) -> list[str]:
+    """Every run (run id, :mod:`lla.runs`) the tables read, each once, in table order."""
+    experiments = dict.fromkeys(e for table in params.get("tables") or {}
+                                for e in table_experiments(params, table))
+    return [run for experiment in experiments for run in run_ids(params, experiment, profile)]
+
+
 def result_path(results_dir: str | Path, source: str, experiment: str) -> Path:
     """Where the pipeline writes ``experiment``'s json for a table ``source``."""
-    results_dir = Path(results_dir)
+    files = layout.Results(Path(results_dir))
     if source == "metrics":
-        return results_dir / "metrics" / f"{experiment}.json"
+        return files.metrics(experiment)
     if source == "analysis":
-        return results_dir / "analysis" / f"aar_{experiment}.json"
+        return files.analysis("aar", experiment)
     raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
 
 
@@ -203,163 +148,221 @@ def reproduced_value(path: Path, metric: str) -> tuple[float | None, bool]:
     return 100.0 * float(value), False
 
 
-def aggregate_runs(values: list[tuple[float | None, bool]]
-                   ) -> tuple[float | None, float | None, tuple[float, ...], bool, int]:
-    """Combine the ``(percent, diverged)`` of an experiment's runs.
+# ---------------------------------------------------------------------------- the frame
 
-    Returns ``(mean, std, numbers, diverged, diverged_runs)``: the mean and sample std
-    (None below two numbers) of the runs that gave a number; ``diverged`` is True when no
-    run gave a number and at least one diverged (the cell shows "—").
-    """
-    numbers = tuple(v for v, _ in values if v is not None)
-    diverged_runs = sum(1 for _, d in values if d)
-    mean = statistics.fmean(numbers) if numbers else None
-    std = statistics.stdev(numbers) if len(numbers) >= 2 else None
-    return mean, std, numbers, (not numbers and diverged_runs > 0), diverged_runs
-
-
-def build_cells(spec: dict[str, Any], table: str, results_dir: str | Path,
-                paper: dict[str, Any], paper_source: str | Path = PAPER_VALUES,
-                runs_of: Callable[[str], list[str]] | None = None) -> list[Cell]:
-    """Every cell of ``table`` in table order (``paper``: the loaded paper values, read
-    from ``paper_source``). ``runs_of(experiment)`` lists the run ids whose jsons are
-    averaged (default: the experiment alone)."""
+def run_frame(spec: dict[str, Any], results_dir: str | Path,
+              runs_of: Callable[[str], list[str]] | None = None) -> pd.DataFrame:
+    """One row per cell and run, in table order: ``row_id, column, experiment, run,
+    value`` (percent; NaN when the run gave no number) and ``diverged``.
+    ``runs_of(experiment)`` lists the run ids whose jsons are read (default: the
+    experiment alone)."""
     runs_of = runs_of or (lambda experiment: [experiment])
-    cells = []
+    records = []
     for row_id, column, experiment in cell_experiments(spec):
-        runs = runs_of(experiment)
-        mean, std, numbers, diverged, diverged_runs = aggregate_runs(
-            [reproduced_value(result_path(results_dir, spec["source"], run),
-                              spec["columns"][column]) for run in runs])
-        paper_number, paper_diverged = paper_value(paper, table, row_id, column, paper_source)
-        cells.append(Cell(row_id=row_id, row_label=spec["rows"][row_id]["label"], column=column,
-                          experiment=experiment, reproduced=mean, reproduced_diverged=diverged,
-                          paper=paper_number, paper_diverged=paper_diverged,
-                          reproduced_std=std, run_values=numbers, runs=len(runs),
-                          diverged_runs=diverged_runs))
+        for run in runs_of(experiment):
+            value, diverged = reproduced_value(result_path(results_dir, spec["source"], run),
+                                               spec["columns"][column])
+            records.append({"row_id": row_id, "column": column, "experiment": experiment,
+                            "run": run, "value": math.nan if value is None else value,
+                            "diverged": diverged})
+    return pd.DataFrame.from_records(
+        records, columns=["row_id", "column", "experiment", "run", "value", "diverged"])
+
+
+def _status(has_number: bool, diverged: bool) -> str:
+    return "ok" if has_number else ("diverged" if diverged else "missing")
+
+
+def aggregate_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Seeds aggregated per cell (groupby row and column, table order kept):
+    ``reproduced`` (mean of the runs that gave a number), ``reproduced_std`` (their sample
+    std, n - 1; NaN below two), ``run_values`` (those numbers, a tuple), ``runs`` (every
+    run), ``diverged_runs`` and ``reproduced_status``: ok, or diverged when no run gave a
+    number and at least one diverged (else missing)."""
+    cells = runs.groupby(["row_id", "column"], sort=False).agg(
+        experiment=("experiment", "first"),
+        reproduced=("value", "mean"),
+        reproduced_std=("value", "std"),
+        run_values=("value", lambda v: tuple(float(x) for x in v.dropna())),
+        runs=("run", "size"),
+        diverged_runs=("diverged", "sum"),
+    ).reset_index()
+    cells["diverged_runs"] = cells["diverged_runs"].astype(int)
+    cells["reproduced_status"] = [
+        _status(bool(values), diverged > 0)
+        for values, diverged in zip(cells["run_values"], cells["diverged_runs"])]
     return cells
+
+
+def table_frame(spec: dict[str, Any], table: str, results_dir: str | Path,
+                paper: dict[str, Any], paper_source: str | Path = PAPER_VALUES,
+                runs_of: Callable[[str], list[str]] | None = None) -> pd.DataFrame:
+    """Every cell of ``table``, one row each in table order, with the columns of
+    :data:`FRAME_COLUMNS`: the reproduced value (seeds aggregated, :func:`aggregate_runs`),
+    the paper's (``paper``: the loaded paper values, read from ``paper_source``; NaN for
+    its "-", status diverged, or a cell it does not have, status missing) and
+    ``difference`` = reproduced - paper (percentage points). Values in percent."""
+    cells = aggregate_runs(run_frame(spec, results_dir, runs_of))
+    paper_cells = [paper_value(paper, table, row_id, column, paper_source)
+                   for row_id, column in zip(cells["row_id"], cells["column"])]
+    cells["method"] = [spec["rows"][row_id]["label"] for row_id in cells["row_id"]]
+    cells["paper"] = [math.nan if value is None else value for value, _ in paper_cells]
+    cells["paper_status"] = [_status(value is not None, diverged)
+                             for value, diverged in paper_cells]
+    cells["difference"] = cells["reproduced"] - cells["paper"]
+    return cells[list(FRAME_COLUMNS)]
+
+
+FRAME_COLUMNS = ("row_id", "method", "column", "experiment", "reproduced", "paper",
+                 "difference", "reproduced_status", "paper_status", "reproduced_std", "runs",
+                 "diverged_runs", "run_values")
+
+
+def load_table_frame(params: dict[str, Any], name: str, results_dir: str | Path,
+                     profile: str, paper_values: str | Path = PAPER_VALUES) -> pd.DataFrame:
+    """The frame of table ``name`` from a run's result jsons (every run of each
+    experiment, :func:`lla.runs.run_ids`): what `lla report table`, the claims and the
+    paper report all read."""
+    spec = table_spec(params, name)
+    return table_frame(spec, name, results_dir, load_paper_values(paper_values), paper_values,
+                       runs_of=lambda experiment: run_ids(params, experiment, profile))
 
 
 # ---------------------------------------------------------------------------- rendering
 
-def _number(value: float | None, diverged: bool) -> str:
-    if value is None:
-        return DIVERGED_MARK if diverged else NOT_AVAILABLE
+def _number(value: float, status: str) -> str:
+    if status != "ok":
+        return DIVERGED_MARK if status == "diverged" else NOT_AVAILABLE
     return f"{value:.{DIGITS}f}"
 
 
-def _reproduced(cell: Cell) -> str:
-    text = _number(cell.reproduced, cell.reproduced_diverged)
-    if cell.reproduced_std is not None:
+def _reproduced(cell: Any) -> str:
+    text = _number(cell.reproduced, cell.reproduced_status)
+    if not math.isnan(cell.reproduced_std):
         text += f" ± {cell.reproduced_std:.{DIGITS}f}"
-    if cell.reproduced is not None and cell.diverged_runs:
+    if cell.reproduced_status == "ok" and cell.diverged_runs:
         text += PARTLY_DIVERGED_MARK
     return text
 
 
-def _difference(value: float | None) -> str:
-    return "" if value is None else f"{value:+.{DIGITS}f}"
+def _difference(value: float) -> str:
+    return "" if math.isnan(value) else f"{value:+.{DIGITS}f}"
 
 
-def render_markdown(spec: dict[str, Any], cells: list[Cell], *, profile: str,
-                    data_source: str) -> str:
-    """A markdown table: per column the reproduced value, the paper's and the difference."""
-    columns = list(spec["columns"])
+def display_frame(cells: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown: one row per method, per column the reproduced value (mean ±
+    std over seeds), the paper's and the difference, as text."""
+    shown = pd.DataFrame({
+        "row_id": cells["row_id"], "Method": cells["method"], "column": cells["column"],
+        "ours": [_reproduced(cell) for cell in cells.itertuples()],
+        "paper": [_number(v, s) for v, s in zip(cells["paper"], cells["paper_status"])],
+        "Δ": [_difference(v) for v in cells["difference"]]})
+    wide = shown.pivot(index=["row_id", "Method"], columns="column",
+                       values=["ours", "paper", "Δ"])
+    columns = list(dict.fromkeys(cells["column"]))
+    rows = list(dict.fromkeys(zip(cells["row_id"], cells["method"])))
+    wide = wide.reindex(index=pd.MultiIndex.from_tuples(rows, names=["row_id", "Method"]),
+                        columns=[(part, column) for column in columns
+                                 for part in ("ours", "paper", "Δ")])
+    labels = {"ours": "(ours)", "paper": "(paper)", "Δ": "Δ"}
+    wide.columns = [f"{column} {labels[part]}" for part, column in wide.columns]
+    return wide.reset_index(level="Method").reset_index(drop=True)
+
+
+def table_header(spec: dict[str, Any], cells: pd.DataFrame, *, profile: str,
+                 data_source: str) -> str:
+    """The table's title and the paragraph under it (markdown)."""
     dataset = spec["dataset"] if data_source == "download" else f"synthcrowd ({spec['dataset']} layout)"
-    seeds = sorted({c.runs for c in cells})
+    seeds = sorted(set(int(n) for n in cells["runs"]))
     seed_note = "" if seeds == [1] else (
         f" Experiments with several seeds show mean ± sample std over "
         f"{' or '.join(map(str, seeds))} seeds (Δ from the mean).")
-    lines = [f"#### {spec['title']}", "",
-             f"Profile `{profile}`, dataset: {dataset}. Values in percent "
-             f"(reproduced | paper | reproduced - paper).{seed_note}", ""]
-    header = ["Method"] + [f"{c} {part}" for c in columns for part in ("(ours)", "(paper)", "Δ")]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    by_row: dict[str, list[Cell]] = {}
-    for cell in cells:
-        by_row.setdefault(cell.row_id, []).append(cell)
-    for row_cells in by_row.values():
-        parts = [row_cells[0].row_label]
-        for cell in row_cells:
-            parts += [_reproduced(cell),
-                      _number(cell.paper, cell.paper_diverged), _difference(cell.difference)]
-        lines.append("| " + " | ".join(parts) + " |")
+    return (f"#### {spec['title']}\n\nProfile `{profile}`, dataset: {dataset}. Values in "
+            f"percent (reproduced | paper | reproduced - paper).{seed_note}")
+
+
+def table_notes(cells: pd.DataFrame) -> str:
+    """The footnotes of the marks the table uses (markdown; empty when none)."""
+    statuses = set(cells["reproduced_status"]) | set(cells["paper_status"])
     notes = []
-    if any(c.reproduced_diverged or c.paper_diverged for c in cells):
+    if "diverged" in statuses:
         notes.append(f"{DIVERGED_MARK}: training did not converge (stopped on a non-finite loss; "
                      "the paper's \"-\").")
-    if any(c.reproduced is not None and c.diverged_runs for c in cells):
+    if ((cells["reproduced_status"] == "ok") & (cells["diverged_runs"] > 0)).any():
         notes.append(f"{PARTLY_DIVERGED_MARK}: some of the experiment's seeds did not converge; "
                      "the value is over the others (csv: runs, diverged_runs).")
-    if any((c.reproduced is None and not c.reproduced_diverged)
-           or (c.paper is None and not c.paper_diverged) for c in cells):
+    if "missing" in statuses:
         notes.append(f"{NOT_AVAILABLE}: no value (no valid ground truth in the setup, or the "
                      "paper's cell is not legible).")
-    if notes:
-        lines += [""] + notes
-    return "\n".join(lines) + "\n"
+    return "\n".join(notes)
 
 
-CSV_FIELDS = ("row_id", "method", "column", "experiment", "reproduced", "paper", "difference",
-              "reproduced_status", "paper_status", "reproduced_std", "runs", "diverged_runs",
-              "run_values")
+def render_markdown(spec: dict[str, Any], cells: pd.DataFrame, *, profile: str,
+                    data_source: str) -> str:
+    """A markdown table: per column the reproduced value, the paper's and the difference."""
+    parts = [table_header(spec, cells, profile=profile, data_source=data_source),
+             markup.markdown_table(display_frame(cells))]
+    notes = table_notes(cells)
+    return "\n\n".join(parts + ([notes] if notes else [])) + "\n"
 
 
-def _status(value: float | None, diverged: bool) -> str:
-    return "ok" if value is not None else ("diverged" if diverged else "missing")
+def render_html(spec: dict[str, Any], cells: pd.DataFrame, *, profile: str,
+                data_source: str) -> str:
+    """The same table as HTML (title, paragraph and notes through the markdown renderer)."""
+    notes = table_notes(cells)
+    return "\n".join([
+        markup.markdown_to_html(table_header(spec, cells, profile=profile,
+                                             data_source=data_source)),
+        markup.html_table(display_frame(cells)),
+        markup.markdown_to_html(notes) if notes else ""])
 
 
-def render_csv(cells: list[Cell]) -> str:
-    """One line per cell; numbers in percent with full precision, empty when absent."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for cell in cells:
-        writer.writerow({
-            "row_id": cell.row_id, "method": cell.row_label, "column": cell.column,
-            "experiment": cell.experiment,
-            "reproduced": "" if cell.reproduced is None else round(cell.reproduced, 6),
-            "paper": "" if cell.paper is None else cell.paper,
-            "difference": "" if cell.difference is None else round(cell.difference, 6),
-            "reproduced_status": _status(cell.reproduced, cell.reproduced_diverged),
-            "paper_status": _status(cell.paper, cell.paper_diverged),
-            "reproduced_std": "" if cell.reproduced_std is None else round(cell.reproduced_std, 6),
-            "runs": cell.runs, "diverged_runs": cell.diverged_runs,
-            "run_values": ";".join(f"{v:.6f}" for v in cell.run_values)})
-    return out.getvalue()
+def render_csv(cells: pd.DataFrame) -> str:
+    """One line per cell; numbers in percent rounded to 6 decimals, empty when absent;
+    ``run_values``: every run's number, ``;``-separated."""
+    out = cells.copy()
+    for column in ("reproduced", "difference", "reproduced_std"):
+        out[column] = out[column].map(lambda v: round(v, CSV_DECIMALS))
+    out["run_values"] = out["run_values"].map(
+        lambda values: ";".join(f"{v:.{CSV_DECIMALS}f}" for v in values))
+    return out.to_csv(index=False, lineterminator="\n", na_rep="")
 
 
 # ---------------------------------------------------------------------------- CLI
 
+def _report_options() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False, parents=[options.SETTINGS, options.RESULTS])
+    parser.add_argument("--paper-values", type=Path, default=PAPER_VALUES, metavar="FILE",
+                        help="the paper's numbers (default: the packaged paper_values.yaml)")
+    return parser
+
+
+REPORT_OPTIONS = _report_options()
+"""The inputs of the report commands that read the results and the paper's numbers:
+``--params --profile --results --paper-values``."""
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "table", help="render one paper table (reproduced | paper | difference) as md + csv",
+        "table", parents=[REPORT_OPTIONS],
+        help="render one paper table (reproduced | paper | difference) as md + csv",
         description="Fill a table of params.yaml's `tables` block from the per-experiment "
-                    "result jsons and the paper's values.")
+                    "result jsons and the paper's values; write <out-dir>/<name>.md and "
+                    "<out-dir>/<name>.csv.")
     parser.add_argument("name", help="a key of the tables block (table1 ... table7)")
-    parser.add_argument("--profile", help="the profile the results belong to "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--results", type=Path,
-                        help="results directory holding metrics/ and analysis/ "
-                             "(default: results/<profile>)")
-    parser.add_argument("--md", type=Path, required=True, help="markdown table to write")
-    parser.add_argument("--csv", type=Path, required=True, help="csv table to write")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
-    parser.add_argument("--paper-values", type=Path, default=PAPER_VALUES,
-                        help="the paper's numbers (default: the packaged paper_values.yaml)")
+    options.add_out_dir(parser, "directory receiving <name>.md and <name>.csv",
+                        default="results/<profile>/tables")
     parser.set_defaults(func=run)
-
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
     spec = table_spec(params, args.name)
-    results = args.results or Path("results") / profile
-    cells = build_cells(spec, args.name, results, load_paper_values(args.paper_values),
-                        args.paper_values, runs_of=lambda e: run_ids(params, e, profile))
+    results = args.results or layout.results(profile).root
+    cells = load_table_frame(params, args.name, results, profile, args.paper_values)
     source = dataset_source(params, profile, spec["dataset"])
-    atomic_write_text(args.md, render_markdown(spec, cells, profile=profile, data_source=source))
-    atomic_write_text(args.csv, render_csv(cells))
+    out_dir = args.out_dir or layout.results(profile).tables_dir
+    atomic_write_text(layout.table_file(out_dir, args.name, "md"),
+                      render_markdown(spec, cells, profile=profile, data_source=source))
+    atomic_write_text(layout.table_file(out_dir, args.name, "csv"), render_csv(cells))
     return 0

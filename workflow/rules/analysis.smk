@@ -1,32 +1,25 @@
 # Analyses of trained models beyond the tables: does LLA move the positives of occluded
 # persons onto their visible body? (`lla analyze visible`; settings and the LLA-vs-baseline
 # pairs: params.yaml `analysis.<profile>.visible`). One json per run of each compared
-# experiment (lla.eval.visible.result_paths); the paper report (report.smk) renders them.
-
-from lla.eval import visible as lla_visible
-
-VISIBLE = lla_visible.visible_settings(config, PROFILE)
+# experiment (visible_outputs in common.smk); the paper report (report.smk) renders them.
 
 
 rule analyze_visible:
     """Share of each occluded GT's positives centred in its visible box (and of the others)."""
     input:
-        checkpoint="runs/{profile}/{experiment}/model_final.pt",
+        checkpoint=layout.final_checkpoint("{profile}", "{experiment}"),
         data=lambda wc: experiment_json(wc.experiment, wc.profile, VISIBLE["split"]),
     output:
-        "results/{profile}/analysis/visible_{experiment}.json",
+        RESULTS.analysis("visible", "{experiment}"),
     log:
-        "logs/{profile}/analyze/visible_{experiment}.log",
+        layout.log("{profile}", "analyze", "visible_{experiment}"),
     params:
         split=VISIBLE["split"],
-        max_images="" if VISIBLE["max_images"] is None else f"--max-images {VISIBLE['max_images']}",
+        max_images=max_images_option(VISIBLE),
         max_vis_ratio=VISIBLE["max_vis_ratio"],
     threads: lambda wc: job_threads(wc.profile, "analyze")
     resources:
-        gpu=lambda wc: job_resources(wc.profile, "analyze")["gpus"],
-        cpus_per_gpu=lambda wc: job_resources(wc.profile, "analyze")["cpus_per_gpu"],
-        mem_mb=lambda wc: job_resources(wc.profile, "analyze")["mem_mb"],
-        runtime=lambda wc: job_resources(wc.profile, "analyze")["runtime"],
+        **job_resources("analyze"),
     conda:
         CONDA_ENV
     shell:

@@ -1,23 +1,22 @@
 # Evaluation of the detections (written by the training job, see train.smk) with the
-# dataset's protocol, and the analyses of trained models (AAR, Table 5).
-
-# pycocotools' AP is not in any table and slow on CrowdHuman: the protocols' own MR / AP /
-# Recall / JI (CrowdHuman) and MR per setup (CityPersons) are what the tables read.
-EVAL_OPTIONS = {"crowdhuman": "--no-coco", "citypersons": "--no-coco"}
+# dataset's protocol (its evaluator and options: lla.data.registry), and the ambiguous
+# assignment ratio of trained models (Table 5).
+# The evaluators' defaults are what the tables read: CrowdHuman MR / AP / Recall / JI,
+# CityPersons MR per setup (COCO AP is opt-in and in no table).
 
 
 rule evaluate:
     """Metrics of the detections: CrowdHuman MR/AP/Recall/JI or CityPersons MR per setup."""
     input:
         gt=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
-        dt="results/{profile}/detections/{experiment}.json",
+        dt=RESULTS.detections("{experiment}"),
     output:
-        "results/{profile}/metrics/{experiment}.json",
+        RESULTS.metrics("{experiment}"),
     log:
-        "logs/{profile}/evaluate/{experiment}.log",
+        layout.log("{profile}", "evaluate", "{experiment}"),
     params:
         evaluator=lambda wc: experiment_dataset(wc.experiment),
-        options=lambda wc: EVAL_OPTIONS[experiment_dataset(wc.experiment)],
+        options=lambda wc: " ".join(registry.get(experiment_dataset(wc.experiment)).eval_options),
     conda:
         CONDA_ENV
     shell:
@@ -28,21 +27,18 @@ rule evaluate:
 rule analyze_aar:
     """Ambiguous assignment ratio of a trained experiment's assigner (Table 5)."""
     input:
-        checkpoint="runs/{profile}/{experiment}/model_final.pt",
+        checkpoint=layout.final_checkpoint("{profile}", "{experiment}"),
         data=lambda wc: experiment_json(wc.experiment, wc.profile, AAR["split"]),
     output:
-        "results/{profile}/analysis/aar_{experiment}.json",
+        RESULTS.analysis("aar", "{experiment}"),
     log:
-        "logs/{profile}/analyze/aar_{experiment}.log",
+        layout.log("{profile}", "analyze", "aar_{experiment}"),
     params:
         split=AAR["split"],
-        max_images="" if AAR["max_images"] is None else f"--max-images {AAR['max_images']}",
+        max_images=max_images_option(AAR),
     threads: lambda wc: job_threads(wc.profile, "analyze")
     resources:
-        gpu=lambda wc: job_resources(wc.profile, "analyze")["gpus"],
-        cpus_per_gpu=lambda wc: job_resources(wc.profile, "analyze")["cpus_per_gpu"],
-        mem_mb=lambda wc: job_resources(wc.profile, "analyze")["mem_mb"],
-        runtime=lambda wc: job_resources(wc.profile, "analyze")["runtime"],
+        **job_resources("analyze"),
     conda:
         CONDA_ENV
     shell:

@@ -1,10 +1,6 @@
-# Tables: each cell reproduced | paper | difference, as markdown and csv
-# (layout: params.yaml `tables`; paper numbers: lla/report/paper_values.yaml).
-
-
-wildcard_constraints:
-    table="table[0-9]+",
-    experiment="[A-Za-z0-9_]+",
+# Tables: each cell reproduced | paper | difference, as markdown and csv (layout:
+# params.yaml `tables`; paper numbers: lla/report/paper_values.yaml), the paper's claims
+# checked on them, the training curves and the paper report.
 
 
 rule table:
@@ -13,64 +9,70 @@ rule table:
         results=lambda wc: table_inputs(wc.profile, wc.table),
         paper_values=str(lla_tables.PAPER_VALUES),
     output:
-        md="results/{profile}/tables/{table}.md",
-        csv="results/{profile}/tables/{table}.csv",
+        md=RESULTS.table("{table}", "md"),
+        csv=RESULTS.table("{table}", "csv"),
     log:
-        "logs/{profile}/tables/{table}.log",
+        layout.log("{profile}", "tables", "{table}"),
     params:
         layout=lambda wc: config["tables"][wc.table],
-        results_dir=lambda wc: f"results/{wc.profile}",
+        results_dir=lambda wc: str(layout.results(wc.profile).root),
+        tables_dir=lambda wc: str(layout.results(wc.profile).tables_dir),
     conda:
         CONDA_ENV
     shell:
         "lla report table {wildcards.table} --profile {wildcards.profile}"
         " --results {params.results_dir} --paper-values {input.paper_values}"
-        " --md {output.md} --csv {output.csv} > {log} 2>&1"
+        " --out-dir {params.tables_dir} > {log} 2>&1"
 
 
-# The paper report: run facts, Tables 1-7, Figures 1-5 (figures.smk) and the visible-box
-# analyses (analysis.smk), as markdown and a standalone HTML. params.yaml is an input: the
-# report states its digests. Target: `snakemake report` (the selected profile).
+# The paper report: run facts, the claims, Tables 1-7 (from the result jsons the tables
+# read), Figures 1-5 (figures.smk) and the visible-box analyses (analysis.smk), as markdown
+# and a standalone HTML. params.yaml is an input: the report states its digests.
+# Target: `snakemake report` (the selected profile).
 rule paper_report:
-    """reports/<profile>/paper.md and paper.html."""
+    """The paper report of a profile, markdown and HTML."""
     input:
-        tables=lambda wc: [path for table in TABLES for path in table_outputs(wc.profile, table)],
-        figures=lambda wc: [f for f in figure_outputs(wc.profile) if f.endswith(".png")],
-        visible=lambda wc: [str(path) for paths in lla_visible.result_paths(
-            config, wc.profile, f"results/{wc.profile}/analysis").values() for path in paths],
+        results=lambda wc: [path for table in TABLES for path in table_inputs(wc.profile, table)],
+        figures=lambda wc: figure_outputs(wc.profile),
+        visible=lambda wc: visible_outputs(wc.profile),
+        paper_values=str(lla_tables.PAPER_VALUES),
         settings="params.yaml",
     output:
-        md="reports/{profile}/paper.md",
-        html="reports/{profile}/paper.html",
+        md=layout.report("{profile}", "md"),
+        html=layout.report("{profile}", "html"),
     log:
-        "logs/{profile}/report/paper.log",
+        layout.log("{profile}", "report", "paper"),
+    params:
+        results_dir=lambda wc: str(layout.results(wc.profile).root),
+        report_dir=lambda wc: str(layout.report_dir(wc.profile)),
     conda:
         CONDA_ENV
     shell:
         "lla report paper --profile {wildcards.profile} --params {input.settings}"
-        " --tables results/{wildcards.profile}/tables --figures {input.figures}"
-        " --analysis results/{wildcards.profile}/analysis"
-        " --out-md {output.md} --out-html {output.html} > {log} 2>&1"
+        " --results {params.results_dir} --figures {input.figures}"
+        " --paper-values {input.paper_values}"
+        " --out-dir {params.report_dir} > {log} 2>&1"
 
 
 rule report:
     """The paper report of the selected profile."""
     input:
-        f"reports/{PROFILE}/paper.md",
-        f"reports/{PROFILE}/paper.html",
+        layout.report(PROFILE, "md"),
+        layout.report(PROFILE, "html"),
 
 
 rule curves:
     """Every run's training curves (DVCLive) as results/<profile>/curves/<run>.csv, which
     dvc.yaml declares as plots."""
     input:
-        lambda wc: [f"runs/{wc.profile}/{run}/model_final.pt" for run in table_runs(wc.profile)],
+        lambda wc: [str(layout.final_checkpoint(wc.profile, run)) for run in table_runs(wc.profile)],
     output:
-        directory("results/{profile}/curves"),
+        directory(RESULTS.curves_dir),
     log:
-        "logs/{profile}/report/curves.log",
+        layout.log("{profile}", "report", "curves"),
     params:
-        run_dirs=lambda wc, input: " ".join(os.path.dirname(path) for path in input),
+        run_dirs=lambda wc: " ".join(str(layout.run_dir(wc.profile, run))
+                                     for run in table_runs(wc.profile)),
     conda:
         CONDA_ENV
     shell:
@@ -78,22 +80,23 @@ rule curves:
 
 
 rule claims:
-    """The paper's claims (params.yaml `claims`) checked on the tables, with the seeds' spread."""
+    """The paper's claims (params.yaml `claims`) checked on the run's results (tables,
+    FPN levels, visible-box analyses), with the seeds' spread and the paper's magnitudes."""
     input:
-        tables=lambda wc: [path for table in TABLES for path in table_outputs(wc.profile, table)],
-        visible=lambda wc: [str(path) for paths in lla_visible.result_paths(
-            config, wc.profile, f"results/{wc.profile}/analysis").values() for path in paths],
+        results=lambda wc: lla_claims.input_files(config, wc.profile,
+                                                  layout.results(wc.profile).root),
+        paper_values=str(lla_tables.PAPER_VALUES),
     output:
-        md="results/{profile}/tables/claims.md",
-        csv="results/{profile}/tables/claims.csv",
+        md=RESULTS.claims("md"),
+        csv=RESULTS.claims("csv"),
     log:
-        "logs/{profile}/report/claims.log",
+        layout.log("{profile}", "report", "claims"),
     params:
         claims=config.get("claims", []),  # edits re-check
-        tables_dir=lambda wc, output: os.path.dirname(output.md),
+        results_dir=lambda wc: str(layout.results(wc.profile).root),
+        tables_dir=lambda wc: str(layout.results(wc.profile).tables_dir),
     conda:
         CONDA_ENV
     shell:
-        "lla report claims --profile {wildcards.profile} --tables {params.tables_dir}"
-        " --analysis results/{wildcards.profile}/analysis --md {output.md} --csv {output.csv}"
-        " > {log} 2>&1"
+        "lla report claims --profile {wildcards.profile} --results {params.results_dir}"
+        " --paper-values {input.paper_values} --out-dir {params.tables_dir} > {log} 2>&1"

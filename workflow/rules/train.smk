@@ -12,27 +12,26 @@ rule train:
     input:
         train=lambda wc: experiment_json(wc.experiment, wc.profile, "train"),
         val=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
+        # ImageNet weights: fetched by a local job before any training job reads them
+        pretrained=lambda wc: pretrained_weights(wc.experiment, wc.profile),
     output:
-        checkpoint="runs/{profile}/{experiment}/model_final.pt",
-        detections="results/{profile}/detections/{experiment}.json",
+        checkpoint=layout.final_checkpoint("{profile}", "{experiment}"),
+        detections=RESULTS.detections("{experiment}"),
     log:
-        "logs/{profile}/train/{experiment}.log",
+        layout.log("{profile}", "train", "{experiment}"),
     params:
         # the experiment's block: editing it reruns the job (Snakemake's params trigger)
         experiment=lambda wc: experiment_spec(wc.experiment),
         launcher=lambda wc, resources: train_launcher(resources.gpu),
-        out_dir=lambda wc, output: os.path.dirname(output.checkpoint),
+        out_dir=lambda wc: str(layout.run_dir(wc.profile, wc.experiment)),
     threads: lambda wc: job_threads(wc.profile, "train")
     resources:
-        gpu=lambda wc: job_resources(wc.profile, "train")["gpus"],
-        cpus_per_gpu=lambda wc: job_resources(wc.profile, "train")["cpus_per_gpu"],
-        mem_mb=lambda wc: job_resources(wc.profile, "train")["mem_mb"],
-        runtime=lambda wc: job_resources(wc.profile, "train")["runtime"],
+        **job_resources("train"),
     retries: TRAIN_RETRIES
     conda:
         CONDA_ENV
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train --experiment {wildcards.experiment}"
-        " --profile {wildcards.profile} --data {input.train} --out {params.out_dir}"
+        " --profile {wildcards.profile} --data {input.train} --out-dir {params.out_dir}"
         " --infer-out {output.detections} --infer-data {input.val} --on-diverge record"
         " > {log} 2>&1"

@@ -26,9 +26,10 @@ indices into ``strides``, 0 = P3)::
 error, unless it lies beyond the run's last iteration (the schedule ended before it):
 that one is skipped with a warning.
 
-The helpers here (per-level counts, the dominant level, the crowded-image choice, the
-model loop) are shared with ``lla analyze levels`` (:mod:`lla.eval.fpn_levels`).
-Torch is imported inside the functions that run a model.
+The helpers here (per-level counts, the dominant level, the crowded-image choice, an
+image's assignment as numpy arrays) are shared with ``lla analyze levels``
+(:mod:`lla.analysis.fpn_levels`) and the figures that draw both. The loop over the images is
+:mod:`lla.analysis.checkpoint_pass`'s. Torch is imported inside the functions that run a model.
 """
 
 from __future__ import annotations
@@ -36,16 +37,18 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla import options
+from lla.analysis.checkpoint_pass import (ANALYSIS_OPTIONS, AssignedImage, analyse_checkpoint,
+                                         analysis_dataset, load_analysed_checkpoint,
+                                         require_at_least_one, split_json)
+from lla.config import DEFAULT_PARAMS, load_params, selected_profile
 from lla.errors import DataError
-from lla.eval.diverged import checkpoint_divergence
-from lla.eval.model_pass import assignment_batches, load_run_model, require_at_least_one
 from lla.io import atomic_write_json, read_json
 
 logger = logging.getLogger(__name__)
@@ -150,24 +153,17 @@ class ImageAssignment(NamedTuple):
     anchor_boxes: np.ndarray
     strides: tuple[int, ...]
 
-
-def iter_assignments(model: Any, dataset: Any, indices: Sequence[int], *, batch_size: int,
-                     size_divisibility: int) -> Iterator[ImageAssignment]:
-    """Assign the anchors of ``dataset[indices]`` with ``model`` (a loaded DenseDetector in
-    eval mode): its own assigner on its own predictions, as in training; one item per image."""
-    for batch, diagnostics, batch_indices in assignment_batches(
-            model, dataset, indices, batch_size=batch_size, size_divisibility=size_divisibility):
-        anchors = diagnostics.anchors
-        levels = anchors.levels.cpu().numpy()
-        centers = anchors.centers.cpu().numpy()
-        boxes = anchors.boxes.cpu().numpy()
-        for k, assignment in enumerate(diagnostics.assignments):
-            yield ImageAssignment(
-                index=batch_indices[k], target=batch.targets[k],
-                matched_gt=assignment.matched_gt.cpu().numpy(),
-                gt_ignore=diagnostics.targets[k].ignore.cpu().numpy(),
-                anchor_levels=levels, anchor_centers=centers, anchor_boxes=boxes,
-                strides=tuple(int(s) for s in anchors.level_strides))
+    @classmethod
+    def of(cls, image: AssignedImage) -> "ImageAssignment":
+        """The numpy view of an image the model assigned."""
+        anchors = image.anchors
+        return cls(index=image.index, target=image.target,
+                   matched_gt=image.assignment.matched_gt.cpu().numpy(),
+                   gt_ignore=image.gt.ignore.cpu().numpy(),
+                   anchor_levels=anchors.levels.cpu().numpy(),
+                   anchor_centers=anchors.centers.cpu().numpy(),
+                   anchor_boxes=anchors.boxes.cpu().numpy(),
+                   strides=tuple(int(s) for s in anchors.level_strides))
 
 
 def image_positives(item: ImageAssignment) -> dict[str, list]:
@@ -246,16 +242,41 @@ def checkpoints_to_analyse(run_dir: Path, iterations: Sequence[int | str]
     return chosen
 
 
+class CheckpointPositives:
+    """The accumulation of one checkpoint: each image's positives, and its GTs.
+
+    Args:
+        dataset: the analysed :class:`~lla.data.dataset.CrowdDataset` (its records).
+        file_names: ``{image id: file_name}`` of the dataset json.
+    """
+
+    def __init__(self, dataset: Any, file_names: dict[int, str]):
+        self.dataset, self.file_names = dataset, file_names
+        self.images: list[dict[str, Any]] = []      # the GTs: the same for every checkpoint
+        self.positives: list[dict[str, Any]] = []
+        self.strides: tuple[int, ...] | None = None
+
+    def add(self, image: AssignedImage) -> None:
+        item = ImageAssignment.of(image)
+        self.strides = item.strides
+        record = self.dataset.records[item.index]
+        target = item.target
+        self.images.append({
+            "image_id": record.image_id, "file_name": self.file_names[record.image_id],
+            "width": record.width, "height": record.height,
+            "annotation_ids": target["annotation_ids"].tolist(),
+            "gt_boxes": original_boxes(target["boxes"], target["scale"]),
+            "ignore_boxes": original_boxes(target["ignore_boxes"], target["scale"])})
+        self.positives.append({"image_id": record.image_id, **image_positives(item)})
+
+
 def analyse_run(checkpoints: Sequence[tuple[str, Path]], json_path: Path,
-                input_cfg: dict[str, Any], *, num_images: int, batch_size: int
+                params: dict[str, Any], profile: str, *, num_images: int, batch_size: int
                 ) -> dict[str, Any]:
     """The positives json (module docstring) of the checkpoints on the fixed images."""
-    from lla.data.dataset import CrowdDataset
-    from lla.engine import checkpoint as ckpt
-
     data = read_json(json_path)
     chosen_ids = most_crowded_images(data, num_images)
-    dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
+    dataset = analysis_dataset(json_path, params, profile)
     position = {record.image_id: i for i, record in enumerate(dataset.records)}
     indices = [position[image_id] for image_id in chosen_ids]
     if not indices:
@@ -266,53 +287,44 @@ def analyse_run(checkpoints: Sequence[tuple[str, Path]], json_path: Path,
     results: list[dict[str, Any]] = []
     experiment = strides = None
     for label, path in checkpoints:
-        state = ckpt.load_checkpoint(path)
-        if checkpoint_divergence(state) is not None:
-            raise DataError(path, "the run diverged (non-finite loss): no positives to draw; "
-                                  "pick another experiment in params `figures`")
-        model, exp = load_run_model(state)
-        experiment = exp.name
-        per_image = []
-        for item in iter_assignments(model, dataset, indices, batch_size=batch_size,
-                                     size_divisibility=int(exp.model["input"]["size_divisibility"])):
-            strides = item.strides
-            record = dataset.records[item.index]
-            if len(images) < len(indices):  # the GTs are the same for every checkpoint
-                images.append({
-                    "image_id": record.image_id, "file_name": files[record.image_id],
-                    "width": record.width, "height": record.height,
-                    "annotation_ids": item.target["annotation_ids"].tolist(),
-                    "gt_boxes": original_boxes(item.target["boxes"], item.target["scale"]),
-                    "ignore_boxes": original_boxes(item.target["ignore_boxes"],
-                                                   item.target["scale"])})
-            per_image.append({"image_id": record.image_id, **image_positives(item)})
+        state = load_analysed_checkpoint(
+            path, nothing="no positives to draw; pick another experiment in params `figures`")
+        collected = CheckpointPositives(dataset, files)
+        experiment = analyse_checkpoint(state, dataset, indices, collected,
+                                        batch_size=batch_size).name
+        strides = collected.strides or strides
+        images = images or collected.images
         results.append({"label": label, "iteration": int(state["iteration"]), "path": str(path),
-                        "images": per_image})
+                        "images": collected.positives})
         logger.info("%s: %d positives on %d images", path,
-                    sum(len(i["gt"]) for i in per_image), len(per_image))
+                    sum(len(i["gt"]) for i in collected.positives), len(collected.positives))
     return {"experiment": experiment, "data": str(json_path), "strides": list(strides),
             "level_names": level_names(strides), "images": images, "checkpoints": results}
 
 
+def evolution_iterations(params: dict[str, Any], profile: str, experiment: str) -> list[str]:
+    """``--iterations`` of the positives over training (Fig. 4): the checkpoints the
+    experiment's run keeps (``train.keep_checkpoints``), then ``final``."""
+    from lla.engine.experiment import resolve_experiment
+
+    kept = resolve_experiment(params, experiment, profile).train.get("keep_checkpoints") or []
+    return [str(i) for i in sorted(set(int(i) for i in kept))] + [FINAL]
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "positives", help="positive anchors of each GT on the most crowded images (Figs. 1, 2, 4)",
+        "positives", parents=[ANALYSIS_OPTIONS],
+        help="positive anchors of each GT on the most crowded images (Figs. 1, 2, 4)",
         description="The positive anchors (centre, box, level, matched GT) of the N most crowded "
                     "images of a split, at chosen checkpoints of one run, each assigned by the "
                     "checkpoint's own assigner on its own predictions.")
-    parser.add_argument("--run-dir", type=Path, required=True, help="runs/<profile>/<experiment>")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--split", default="train", help="split of the images (default: train)")
-    parser.add_argument("--data", type=Path, help="a converted dataset json instead of the split's")
+    parser.add_argument("--run-dir", type=Path, required=True, metavar="DIR",
+                        help="the run's directory, runs/<profile>/<run>")
     parser.add_argument("--images", type=int, default=3, metavar="N",
                         help="the N most crowded images (default: 3)")
     parser.add_argument("--iterations", nargs="+", default=[FINAL], metavar="IT",
                         help=f"checkpoint iterations and/or '{FINAL}' (default: {FINAL})")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass")
-    parser.add_argument("--out", type=Path, required=True, help="json to write")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
+    options.add_out(parser, "json to write")
     parser.set_defaults(func=run)
 
 
@@ -326,10 +338,10 @@ def run(args: argparse.Namespace) -> int:
         raise DataError(args.run_dir, "none of the requested checkpoints exists")
     from lla.engine import checkpoint as ckpt
 
-    dataset_role = ckpt.load_checkpoint(checkpoints[0][1])["config"]["dataset"]
-    json_path = args.data or converted_json(params, profile, dataset_role, args.split)
-    result = analyse_run(checkpoints, json_path, section(params, "input", profile),
-                         num_images=args.images, batch_size=args.batch_size)
+    first = ckpt.load_checkpoint(checkpoints[0][1])
+    json_path = split_json(params, profile, first, args.split, args.data)
+    result = analyse_run(checkpoints, json_path, params, profile, num_images=args.images,
+                         batch_size=args.batch_size)
     result.update(profile=profile, split=args.split, run_dir=str(args.run_dir))
     atomic_write_json(args.out, result)
     logger.info("positives of %d checkpoint(s) on %d image(s) -> %s", len(checkpoints),

@@ -30,7 +30,10 @@ clipped to it, like the full box.
 Output json: ``{"occluded": {...}, "non_occluded": {...}, "max_vis_ratio", "images",
 "experiment", "profile", "split", "checkpoint"}``.
 
-Torch is imported inside the functions that need it, so `lla analyze --help` stays light.
+The loop over the images is :mod:`lla.analysis.checkpoint_pass`'s. The module also holds
+what the pipeline and the report read of these jsons: the settings, the paths of a profile's
+runs, and the LLA-vs-baseline rows. Torch is imported inside the functions that need it, so
+`lla analyze --help` stays light.
 """
 
 from __future__ import annotations
@@ -41,12 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla import layout
+from lla.analysis.checkpoint_pass import CHECKPOINT_PASS_OPTIONS, AssignedImage, run_on_split
+from lla.config import section
 from lla.errors import DataError
-from lla.eval.diverged import pass_on_checkpoint_divergence
-from lla.eval.model_pass import (add_checkpoint_pass_arguments, assignment_batches,
-                                 check_checkpoint_pass_arguments, load_run_model)
-from lla.io import atomic_write_json, read_json
+from lla.io import read_json
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -158,63 +160,36 @@ def visibility_ratios(json_path: Path) -> dict[int, float]:
                                    f"'vis_ratio' ({type(e).__name__}: {e})") from None
 
 
-def measure(state: dict[str, Any], checkpoint: Path, json_path: Path, input_cfg: dict[str, Any],
-            *, max_images: int | None, batch_size: int, max_vis_ratio: float) -> dict[str, Any]:
-    """Assign the first ``max_images`` images of ``json_path`` with the model of a loaded
-    checkpoint ``state`` (read from ``checkpoint``) and count, per GT, positives inside its
-    visible box. Returns :meth:`VisibleStats.summary` plus ``images`` and ``experiment``."""
-    from lla.data.dataset import CrowdDataset
+class VisibleCount:
+    """The accumulation of one checkpoint: each valid GT's positives and those inside its
+    visible box, into :class:`VisibleStats`.
 
-    model, exp = load_run_model(state)
-    dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
-    count = len(dataset) if max_images is None else min(max_images, len(dataset))
-    if count == 0:
-        raise DataError(json_path, "no images to analyse")
-    vis_ratio = visibility_ratios(json_path)
-    stats = VisibleStats(max_vis_ratio)
-    for batch, diagnostics, _ in assignment_batches(
-            model, dataset, range(count), batch_size=batch_size,
-            size_divisibility=int(exp.model["input"]["size_divisibility"])):
-        for target, assignment, image_targets in zip(
-                batch.targets, diagnostics.assignments, diagnostics.targets, strict=True):
-            positives, inside = positives_inside_visible(
-                diagnostics.anchors.centers, assignment.matched_gt, image_targets.ignore,
-                target["vis_boxes"])
-            stats.add_image(positives.tolist(), inside.tolist(),
-                            [vis_ratio[int(i)] for i in target["annotation_ids"]])
-    return {**stats.summary(), "images": count, "experiment": exp.name}
+    Args:
+        vis_ratio: ``{annotation id: vis_ratio}`` (:func:`visibility_ratios`).
+        max_vis_ratio: GTs below it are occluded.
+    """
+
+    def __init__(self, vis_ratio: dict[int, float], max_vis_ratio: float):
+        self.vis_ratio = vis_ratio
+        self.stats = VisibleStats(max_vis_ratio)
+
+    def add(self, image: AssignedImage) -> None:
+        positives, inside = positives_inside_visible(
+            image.anchors.centers, image.assignment.matched_gt, image.gt.ignore,
+            image.target["vis_boxes"])
+        self.stats.add_image(positives.tolist(), inside.tolist(),
+                             [self.vis_ratio[int(i)] for i in image.target["annotation_ids"]])
+
+    def result(self) -> dict[str, Any]:
+        return self.stats.summary()
 
 
 # ---------------------------------------------------------------------------- settings, report
 
 def visible_settings(params: dict[str, Any], profile: str) -> dict[str, Any]:
-    """The validated ``analysis.<profile>.visible`` block (params.yaml)."""
-    source = getattr(params, "path", DEFAULT_PARAMS)
-    record = f"analysis.{profile}.visible"
-    settings = section(params, "analysis", profile).get("visible")
-    if not isinstance(settings, dict):
-        raise DataError(source, "missing block (split, max_images, max_vis_ratio, comparisons)",
-                        record=record)
-    missing = [k for k in ("split", "max_images", "max_vis_ratio", "comparisons")
-               if k not in settings]
-    if missing:
-        raise DataError(source, f"missing {', '.join(missing)}", record=record)
-    ratio = settings["max_vis_ratio"]
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
-        raise DataError(source, f"max_vis_ratio must be in (0, 1], got {ratio!r}", record=record)
-    experiments = params.get("experiments") or {}
-    comparisons = settings["comparisons"]
-    if not isinstance(comparisons, list):
-        raise DataError(source, "comparisons must be a list", record=record)
-    for k, pair in enumerate(comparisons):
-        keys = ("lla", "lla_label", "baseline", "baseline_label")
-        if not isinstance(pair, dict) or any(key not in pair for key in keys):
-            raise DataError(source, f"comparison {k} needs {', '.join(keys)}", record=record)
-        for key in ("lla", "baseline"):
-            if pair[key] not in experiments:
-                raise DataError(source, f"comparison {k}: unknown experiment '{pair[key]}'",
-                                record=record)
-    return settings
+    """The ``analysis.<profile>.visible`` block (params.yaml; validated with params:
+    lla.config.validate_params)."""
+    return section(params, "analysis", profile)["visible"]
 
 
 def compared_experiments(settings: dict[str, Any]) -> list[str]:
@@ -225,7 +200,7 @@ def compared_experiments(settings: dict[str, Any]) -> list[str]:
 
 def result_path(analysis_dir: str | Path, run: str) -> Path:
     """Where the pipeline writes the json of a run (an experiment, or one of its seeds)."""
-    return Path(analysis_dir) / f"visible_{run}.json"
+    return layout.analysis_file(analysis_dir, "visible", run)
 
 
 def result_paths(params: dict[str, Any], profile: str,
@@ -247,7 +222,7 @@ def load_result(path: Path) -> dict[str, Any]:
     """A json written by ``lla analyze visible``, checked for the keys the report reads."""
     result = read_json(path)
     if isinstance(result, dict) and result.get("diverged") is True:
-        return result  # a run that stopped on a non-finite loss (lla.eval.diverged)
+        return result  # a run that stopped on a non-finite loss (lla.diverged)
     try:
         for group in GROUPS:
             for key in (*FRACTIONS, "gts", "gts_with_positives"):
@@ -323,11 +298,11 @@ def comparison_rows(settings: dict[str, Any],
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "visible", help="fraction of occluded GTs' positives centred in their visible box",
+        "visible", parents=[CHECKPOINT_PASS_OPTIONS],
+        help="fraction of occluded GTs' positives centred in their visible box",
         description="For occluded (vis_ratio < --max-vis-ratio) and other non-ignore GTs: the "
                     "fraction of each GT's positive anchors, assigned by the checkpoint's "
                     "assigner, whose centre lies inside the GT's visible box.")
-    add_checkpoint_pass_arguments(parser)
     parser.add_argument("--max-vis-ratio", type=float, default=DEFAULT_MAX_VIS_RATIO,
                         metavar="R", help="a GT is occluded when its vis_ratio is below R "
                                           f"(default: {DEFAULT_MAX_VIS_RATIO})")
@@ -335,23 +310,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_checkpoint_pass_arguments(args)
     if not 0.0 < args.max_vis_ratio <= 1.0:
         raise DataError(args.params, f"--max-vis-ratio must be in (0, 1], got {args.max_vis_ratio}")
-    params = load_params(args.params)
-    profile = selected_profile(params, args.profile)
-    from lla.engine import checkpoint as ckpt  # imports torch: only when the command runs
-
-    state = ckpt.load_checkpoint(args.checkpoint)
-    if pass_on_checkpoint_divergence(state, args.checkpoint, args.out, profile=profile,
-                                     split=args.split):
+    result = run_on_split(args, lambda state, json_path: VisibleCount(
+        visibility_ratios(json_path), args.max_vis_ratio), indent=1)
+    if result is None:
         return 0
-    json_path = args.data or converted_json(params, profile, state["config"]["dataset"], args.split)
-    result = measure(state, args.checkpoint, json_path, section(params, "input", profile),
-                     max_images=args.max_images, batch_size=args.batch_size,
-                     max_vis_ratio=args.max_vis_ratio)
-    result.update(profile=profile, split=args.split, checkpoint=str(args.checkpoint))
-    atomic_write_json(args.out, result, indent=1)
     occluded = result["occluded"]
     logger.info("occluded GTs: %s of positives inside the visible box (mean over %d GTs), "
                 "%s pooled (%d / %d); %d images -> %s",

@@ -1,15 +1,17 @@
-"""Runs that did not converge (the paper's "-"), as the pipeline's files record them.
+"""Runs that did not converge (the paper's "-"): the record the pipeline's files carry.
 
-A training run that meets a non-finite loss stops (``lla train``, see
-:mod:`lla.engine.train`). With ``--on-diverge record`` (what the pipeline passes) it exits 0
-and says so in its outputs instead of failing its job:
+A training run that meets a non-finite loss stops (``lla train``). With ``--on-diverge
+record`` (what the pipeline passes) it exits 0 and says so in its outputs instead of
+failing its job:
 
 * ``model_final.pt`` holds the last good weights and ``"diverged": {"iteration", "terms"}``;
-* the detections file (``--infer-out``) is the JSON object ``{"diverged": {...}}`` instead of
-  a list of detections.
+* the detections file (``--infer-out``, or ``lla infer`` of such a checkpoint) is the JSON
+  object ``{"diverged": {...}}`` instead of a list of detections.
 
-Evaluators and analyses pass that on as ``{"diverged": true, "iteration": ..., "terms":
-[...]}``, which the tables show as "—" (:mod:`lla.report.tables`).
+Evaluators and the analyses that feed tables (``lla analyze aar``, ``visible``) pass that
+on as the result ``{"diverged": true, "iteration": ..., "terms": [...]}``, which the tables
+show as "—". Training, inference, evaluation, analyses and tables all read or write this
+record, so it lives below all of them and imports nothing but :mod:`lla.io`.
 """
 
 from __future__ import annotations

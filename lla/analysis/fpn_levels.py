@@ -1,7 +1,7 @@
 """`lla analyze levels`: which FPN level each GT is assigned to, vs its area (Fig. 3).
 
     lla analyze levels --checkpoint runs/mini/retinanet_r50/model_final.pt --profile mini \\
-        --split train --max-gts 5000 --seed 0 --out-csv results/mini/figure_data/levels_retinanet_r50.csv
+        --split train --max-gts 5000 --seed 0 --out results/mini/figure_data/levels_retinanet_r50.csv
 
 Up to ``--max-gts`` person GTs (non-ignore annotations) are drawn from the split without
 replacement by ``numpy.random.default_rng(seed)`` (all of them when there are fewer), so
@@ -12,12 +12,14 @@ ties go to the finer level; a GT without positives gets level -1.
 
 Outputs:
 
-* ``--out-csv``: one row per drawn GT: ``annotation_id, image_id, area`` (of the full box
+* ``--out``: one row per drawn GT: ``annotation_id, image_id, area`` (of the full box
   clipped to the image, in network-input pixels: the frame the FPN levels live in),
   ``level`` (0 = P3, -1 = none), ``level_name``, ``positives`` and ``positives_<P3..P7>``.
   A GT with no pixel inside the image (dropped by the dataset) has area 0 and level -1.
-* ``--summary-csv`` (default ``<out-csv stem>.per_level.csv``): one row per level, then
+* ``<out stem>.per_level.csv`` beside it: one row per level, then
   ``none``: ``level, level_name, gts, positives``.
+
+The loop over the images is :mod:`lla.analysis.checkpoint_pass`'s.
 """
 
 from __future__ import annotations
@@ -27,16 +29,18 @@ import csv
 import io
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lla.config import DEFAULT_PARAMS, converted_json, load_params, section, selected_profile
+from lla import layout, options
+from lla.analysis.checkpoint_pass import (ANALYSIS_OPTIONS, AssignedImage, analyse_checkpoint,
+                                         analysis_dataset, load_analysed_checkpoint,
+                                         require_at_least_one, split_json)
+from lla.analysis.positives import (ImageAssignment, dominant_level, level_names,
+                                    positives_per_level)
+from lla.config import load_params, selected_profile
 from lla.errors import DataError
-from lla.eval.diverged import checkpoint_divergence
-from lla.eval.model_pass import load_run_model, require_at_least_one
-from lla.eval.positives import dominant_level, iter_assignments, level_names, positives_per_level
 from lla.io import atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
@@ -55,30 +59,34 @@ def sample_person_annotations(annotations: Sequence[dict[str, Any]], max_gts: in
     return [persons[i] for i in sorted(chosen.tolist())]
 
 
-def allocate(model: Any, dataset: Any, annotation_ids: Sequence[int], *, batch_size: int,
-             size_divisibility: int) -> tuple[dict[int, dict[str, Any]], list[int]]:
-    """Per-level positives of the chosen GTs.
+class LevelAllocation:
+    """The accumulation: the per-level positives of the chosen GTs.
 
-    Returns ``({annotation_id: {"area", "counts": int64 (L,)}}, strides)`` for the GTs the
-    dataset keeps (a GT with no pixel in the image is absent).
+    ``found``: ``{annotation_id: {"area", "counts": int64 (L,)}}`` for the chosen GTs the
+    dataset keeps (a GT with no pixel in the image is absent); ``strides``: of the levels.
     """
-    wanted = set(int(i) for i in annotation_ids)
-    indices = [i for i, record in enumerate(dataset.records)
-               if wanted.intersection(record.annotation_ids.tolist())]
-    found: dict[int, dict[str, Any]] = {}
-    strides: list[int] = []
-    for item in iter_assignments(model, dataset, indices, batch_size=batch_size,
-                                 size_divisibility=size_divisibility):
-        strides = list(item.strides)
+
+    def __init__(self, annotation_ids: Sequence[int]):
+        self.wanted = set(int(i) for i in annotation_ids)
+        self.found: dict[int, dict[str, Any]] = {}
+        self.strides: list[int] = []
+
+    def images(self, dataset: Any) -> list[int]:
+        """The dataset indices of the images holding a chosen GT."""
+        return [i for i, record in enumerate(dataset.records)
+                if self.wanted.intersection(record.annotation_ids.tolist())]
+
+    def add(self, image: AssignedImage) -> None:
+        item = ImageAssignment.of(image)
+        self.strides = list(item.strides)
         counts = positives_per_level(item.matched_gt, item.anchor_levels, item.gt_ignore,
-                                     len(strides))
+                                     len(self.strides))
         boxes = item.target["boxes"].numpy()
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         # persons come first among the assigner's GTs, in the target's order
         for k, annotation_id in enumerate(item.target["annotation_ids"].tolist()):
-            if annotation_id in wanted:
-                found[annotation_id] = {"area": float(areas[k]), "counts": counts[k]}
-    return found, strides
+            if annotation_id in self.wanted:
+                self.found[annotation_id] = {"area": float(areas[k]), "counts": counts[k]}
 
 
 def level_rows(sampled: Sequence[dict[str, Any]], found: dict[int, dict[str, Any]],
@@ -119,29 +127,17 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def default_summary_path(out_csv: Path) -> Path:
-    return out_csv.with_name(f"{out_csv.stem}.per_level.csv")
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "levels", help="FPN level holding most positives of sampled GTs vs their area (Fig. 3)",
+        "levels", parents=[options.CHECKPOINT, ANALYSIS_OPTIONS],
+        help="FPN level holding most positives of sampled GTs vs their area (Fig. 3)",
         description="For up to --max-gts sampled person GTs of a split: the GT's area and the "
-                    "FPN level holding most of its positives under the checkpoint's assigner.")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="model_final.pt")
-    parser.add_argument("--profile", help="profile locating the data and the input sizes "
-                                          "(default: the top-level 'profile' of the params)")
-    parser.add_argument("--split", default="train", help="split to sample (default: train)")
-    parser.add_argument("--data", type=Path, help="a converted dataset json instead of the split's")
+                    "FPN level holding most of its positives under the checkpoint's assigner. "
+                    "The per-level summary is written beside --out as <stem>.per_level.csv.")
     parser.add_argument("--max-gts", type=int, default=5000, metavar="N",
                         help="GTs to sample (default: 5000, the paper's; all when fewer)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
-    parser.add_argument("--batch-size", type=int, default=2, help="images per forward pass")
-    parser.add_argument("--out-csv", type=Path, required=True, help="per-GT csv to write")
-    parser.add_argument("--summary-csv", type=Path,
-                        help="per-level csv to write (default: <out-csv stem>.per_level.csv)")
-    parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS,
-                        help="parameter file (default: params.yaml)")
+    options.add_out(parser, "per-GT csv to write")
     parser.set_defaults(func=run)
 
 
@@ -150,30 +146,24 @@ def run(args: argparse.Namespace) -> int:
                                        "--batch-size": args.batch_size})
     params = load_params(args.params)
     profile = selected_profile(params, args.profile)
-    from lla.data.dataset import CrowdDataset
-    from lla.engine import checkpoint as ckpt  # imports torch: only when the command runs
-
-    state = ckpt.load_checkpoint(args.checkpoint)
-    if checkpoint_divergence(state) is not None:
-        raise DataError(args.checkpoint, "the run diverged (non-finite loss): no level allocation "
-                                         "to draw; pick another experiment in params `figures`")
-    json_path = args.data or converted_json(params, profile, state["config"]["dataset"],
-                                            args.split)
+    state = load_analysed_checkpoint(
+        args.checkpoint,
+        nothing="no level allocation to draw; pick another experiment in params `figures`")
+    json_path = split_json(params, profile, state, args.split, args.data)
     sampled = sample_person_annotations(read_json(json_path)["annotations"], args.max_gts,
                                         args.seed)
     if not sampled:
         raise DataError(json_path, "no person annotations to sample")
-    model, exp = load_run_model(state)
-    dataset = CrowdDataset.from_config(json_path, section(params, "input", profile), train=False)
-    found, strides = allocate(model, dataset, [ann["id"] for ann in sampled],
-                              batch_size=args.batch_size,
-                              size_divisibility=int(exp.model["input"]["size_divisibility"]))
-    strides = strides or list(exp.model["strides"])
-    rows = level_rows(sampled, found, strides)
+    dataset = analysis_dataset(json_path, params, profile)
+    allocation = LevelAllocation([ann["id"] for ann in sampled])
+    exp = analyse_checkpoint(state, dataset, allocation.images(dataset), allocation,
+                             batch_size=args.batch_size)
+    strides = allocation.strides or list(exp.model["strides"])
+    rows = level_rows(sampled, allocation.found, strides)
     summary = level_summary(rows, strides)
-    summary_path = args.summary_csv or default_summary_path(args.out_csv)
-    atomic_write_text(args.out_csv, csv_text(rows))
+    summary_path = layout.levels_summary_of(args.out)
+    atomic_write_text(args.out, csv_text(rows))
     atomic_write_text(summary_path, csv_text(summary))
     logger.info("%s: %d GTs by level %s -> %s", exp.name, len(rows),
-                ", ".join(f"{s['level_name']} {s['gts']}" for s in summary), args.out_csv)
+                ", ".join(f"{s['level_name']} {s['gts']}" for s in summary), args.out)
     return 0
