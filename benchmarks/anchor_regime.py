@@ -2,6 +2,7 @@
 
     python benchmarks/anchor_regime.py                                  # reference, mini 1x / 2x
     python benchmarks/anchor_regime.py --scales 1 1.5 2 --k 10
+    python benchmarks/anchor_regime.py --scales 1 2 --p2                # + the P2-P6 pyramid at 1x
     python benchmarks/anchor_regime.py --checkpoint lla_1x=runs/science/base/lla_fcos_r50/model_final.pt \\
         --checkpoint lla_2x=runs/science/x2/lla_fcos_r50/model_final.pt --max-images 200
 
@@ -14,7 +15,9 @@ size_divisibility):
   is generated under ``--data-root`` when missing (train_images 0: the val images are the
   default flavour's own, whose streams depend only on seed, split and index);
 * ``mini xF``: synthcrowd-mini at ``input.mini`` multiplied by each ``--scales`` factor
-  (1 = mini as trained).
+  (1 = mini as trained);
+* ``mini x1, P2-P6`` (``--p2``): mini's input with the pyramid of ``finest_level: 2``,
+  strides 4..64 (the strides of params.yaml halved).
 
 ``--checkpoint LABEL=PATH`` adds, per checkpoint, a model pass over the first
 ``--max-images`` images of synthcrowd-mini's train split (at the checkpoint's own input
@@ -53,9 +56,9 @@ def reference_val(params: dict, data_root: Path) -> Path:
         params_path.write_text(yaml.safe_dump(dict(params, synthcrowd=block), sort_keys=False))
         lla = [sys.executable, "-m", "lla.cli"]
         subprocess.run(lla + ["data", "synth", "--profile", REFERENCE, "--params", str(params_path),
-                              "--out", str(root.parent), "--only", "crowdhuman"], check=True)
+                              "--out-dir", str(root.parent), "--only", "crowdhuman"], check=True)
     subprocess.run(lla + ["data", "convert", "crowdhuman", "--root", str(root), "--out-dir",
-                          str(root / "converted"), "--splits", "val"], check=True)
+                          str(root / "converted"), "--split", "val"], check=True)
     return json_path
 
 
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=Path("data"))
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0],
                         help="multiples of input.mini to show (1 = mini as trained)")
+    parser.add_argument("--p2", action="store_true",
+                        help="add mini x1 with the P2-P6 pyramid (strides 4..64)")
     parser.add_argument("--k", type=int, default=10, help="K of the share below K (LLA's top-K)")
     parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH",
                         help="a trained checkpoint for the positives-outside model pass")
@@ -81,20 +86,24 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = [(f"reference: default flavour, short side {paper_input['min_size']}",
              reference_val(params, args.data_root),
-             InputTransform(paper_input["min_size"], paper_input["max_size"], divisibility))]
+             InputTransform(paper_input["min_size"], paper_input["max_size"], divisibility), strides)]
     for scale in args.scales:
         transform = InputTransform(round(mini_input["min_size"] * scale),
                                    round(mini_input["max_size"] * scale), divisibility)
         rows.append((f"mini x{scale:g} (min_size {transform.min_size}, max_size {transform.max_size})",
-                     mini_val, transform))
+                     mini_val, transform, strides))
+    if args.p2:
+        transform = InputTransform(mini_input["min_size"], mini_input["max_size"], divisibility)
+        rows.append(("mini x1, P2-P6 (finest_level 2)", mini_val, transform,
+                     [s // 2 for s in strides]))
 
-    print(f"Anchor points (strides {strides}) inside each valid person's full box, val splits, "
-          f"K = {args.k}\n")
+    print(f"Anchor points inside each valid person's full box, val splits, K = {args.k}; "
+          f"strides {strides} unless the row says P2-P6 ({[s // 2 for s in strides]})\n")
     print("| setting | input (H x W) | persons | median points | 25th pct | < K | none | "
-          "median height (px) | mean points P3..P7 |")
+          "median height (px) | mean points per level, finest first |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for label, json_path, transform in rows:
-        stats = anchor_regime(json_path, transform, strides, k=args.k)
+    for label, json_path, transform, row_strides in rows:
+        stats = anchor_regime(json_path, transform, row_strides, k=args.k)
         sizes = ", ".join(f"{h}x{w}" for h, w in stats.input_sizes[:2])
         per_level = " / ".join(f"{v:.1f}" for v in stats.mean_points_per_level)
         print(f"| {label} | {sizes} | {stats.persons} | {stats.median_points:g} | "
