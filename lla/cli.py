@@ -53,6 +53,8 @@ TOP_LEVEL_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train one experiment of params.yaml (DDP under torchrun)", "lla.engine.commands"),
     "infer": ("run a trained checkpoint over a split and write detections",
               "lla.engine.commands"),
+    "pretrain": ("pretrain the tiny backbone body on person/background crops",
+                 "lla.engine.commands"),
     "detect": ("detect persons in a folder of images: detections json + drawn images",
                "lla.report.detect"),
 }

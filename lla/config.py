@@ -403,7 +403,7 @@ def _problems(params: dict[str, Any]) -> Iterator[tuple[KeyPath, str]]:
         yield ("profile",), (f"unknown profile '{params['profile']}' (known: "
                              f"{', '.join(profiles)})")
     for name, prop in params_schema()["properties"].items():
-        if PER_PROFILE in prop:
+        if PER_PROFILE in prop and name in params:  # an optional block may be absent
             yield from _per_profile_problems(params, name, prop[PER_PROFILE], profiles)
     yield from _reference_problems(params, profiles)
 

@@ -9,6 +9,7 @@ where its reader looks for it. Paths are relative to the directory the pipeline 
     <data_root>/pretrained/<file>                  ImageNet backbone weights (lla data weights)
     <dataset root>/converted/<split>.json          the converted dataset json (lla data convert)
     runs/<profile>/<run>/model_final.pt            a trained run (lla train)
+    runs/<profile>/pretrain/body_r<depth>.pt       a pretrained tiny body (lla pretrain)
     results/<profile>/data_manifest.json           the profile's data files, hashed (lla data manifest)
     results/<profile>/detections/<run>.json        detections on val (lla train --infer-out)
     results/<profile>/metrics/<run>.json           lla eval
@@ -105,6 +106,11 @@ def run_dir(profile: str, run: str) -> Path:
 
 def final_checkpoint(profile: str, run: str) -> Path:
     return run_dir(profile, run) / FINAL_CHECKPOINT
+
+
+def pretrained_body(profile: str, depth: int | str) -> Path:
+    """The tiny backbone body that ``lla pretrain`` writes for a backbone depth."""
+    return RUNS / profile / "pretrain" / f"body_r{depth}.pt"
 
 
 # ---------------------------------------------------------------------------- results

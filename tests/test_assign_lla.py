@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from lla.assign.geometry import points_inside_boxes
 from lla.assign import (IGNORED, LLA_PRESETS, NEGATIVE, FCOSAssigner, LLAAssigner, build_assigner, lla_cost,
                         topk_min_cost_match)
 
@@ -217,3 +218,65 @@ def test_missing_or_malformed_predictions_are_rejected():
         assigner.assign(anchors, gt, ignore, torch.zeros(2, 1), torch.zeros(3, 4))
     with pytest.raises(ValueError, match="NaN"):
         assigner.assign(anchors, gt, ignore, torch.full((2, 1), math.nan), torch.zeros(2, 4))
+
+
+def test_inside_only_by_hand():
+    # Points on y = 5 at x = 0, 10, ..., 90 (indices 0..9); logits 0 (equal cls costs).
+    # Each point predicts the 10 x 10 square around it, except x = 70, which predicts GT 1 exactly.
+    # GT 0 = (5, 0, 35, 10) holds x = 10, 20, 30 (IoU 1/3 each); GT 1 = (62, 0, 68, 10) holds no
+    # point (x = 60 and 70 lie 2 px outside).
+    xs = torch.arange(0.0, 100.0, 10.0)
+    points = torch.stack([xs, torch.full_like(xs, 5.0)], 1)
+    box_pred = torch.stack([xs - 5, torch.zeros(10), xs + 5, torch.full((10,), 10.0)], 1)
+    box_pred[7] = torch.tensor([62.0, 0.0, 68.0, 10.0])
+    gt = torch.tensor([[5.0, 0.0, 35.0, 10.0], [62.0, 0.0, 68.0, 10.0]])
+    ignore = torch.tensor([False, False])
+    logits = torch.zeros(10, 1)
+    # Finite P = 100, K = 4. GT 0: its 3 inside points, then the cheapest outside ones all cost
+    # cls + lambda * -ln(eps) + P (IoU 0): the lowest index, x = 0. GT 1: x = 70 (IoU 1), x = 60
+    # (IoU 0.23), then the IoU-0 ties x = 0, 10. Anchors 0 and 1 are contested: anchor 0 ties
+    # (GT 0 wins, lowest index), anchor 1 lies inside GT 0 (cost without P): GT 0.
+    finite = LLAAssigner(topk=4, reg_weight=1.0, inbox_cost=100.0).assign(points, gt, ignore, logits, box_pred)
+    assert finite.matched_gt.tolist() == [0, 0, 0, 0, NEGATIVE, NEGATIVE, 1, 1, NEGATIVE, NEGATIVE]
+    assert finite.num_candidates.tolist() == [2, 2, 1, 1, 0, 0, 1, 1, 0, 0]
+    # +inf: GT 0 takes only its 3 inside points; GT 1, holding none, its single cheapest (x = 70).
+    inside = LLAAssigner(topk=4, reg_weight=1.0, inbox_cost=100.0, inside_only=True).assign(
+        points, gt, ignore, logits, box_pred)
+    assert inside.matched_gt.tolist() == [NEGATIVE, 0, 0, 0, NEGATIVE, NEGATIVE, NEGATIVE, 1, NEGATIVE, NEGATIVE]
+    assert inside.num_candidates.tolist() == [0, 1, 1, 1, 0, 0, 0, 1, 0, 0]
+    # A small finite P lets an outside anchor beat inside ones: x = 40 predicting GT 0 exactly
+    # costs cls + 0 + 0.1 < cls + ln 3. With K = 3 the finite-P picks of GT 0 are x = 10, 20 and
+    # 40 (x = 30 loses the tie to the lower index); +inf picks the 3 inside points.
+    box_pred[4] = gt[0]
+    small_p = dict(topk=3, reg_weight=1.0, inbox_cost=0.1)
+    finite = LLAAssigner(**small_p).assign(points, gt[:1], ignore[:1], logits, box_pred)
+    assert (finite.matched_gt == 0).nonzero().squeeze(1).tolist() == [1, 2, 4]
+    inside = LLAAssigner(inside_only=True, **small_p).assign(points, gt[:1], ignore[:1], logits, box_pred)
+    assert (inside.matched_gt == 0).nonzero().squeeze(1).tolist() == [1, 2, 3]
+    with pytest.raises(ValueError, match="inside_only"):
+        LLAAssigner(reg_weight=1.0, inbox_cost=1.0, use_inbox=False, inside_only=True)
+
+
+def test_inside_only_on_a_random_scene():
+    points, gt, ignore, logits, box_pred = random_scene(200, 1500, seed=5)
+    settings = dict(topk=10, reg_weight=1.5, inbox_cost=1e3)
+    finite = LLAAssigner(**settings).assign(points, gt, ignore, logits, box_pred)
+    result = LLAAssigner(inside_only=True, chunk_elements=7 * 1500, **settings).assign(
+        points, gt, ignore, logits, box_pred)
+    inside = points_inside_boxes(points, gt)                           # (I, J)
+    holds = inside.sum(1)
+    matched = (result.matched_gt >= 0).nonzero().squeeze(1)
+    owner = result.matched_gt[matched]
+    # Every positive lies inside its GT, unless that GT holds no point (then it has one).
+    assert bool((inside[owner, matched] | (holds[owner] == 0)).all())
+    per_gt = torch.bincount(owner, minlength=len(gt))
+    # (a contested anchor goes to the cheapest GT of its column, which may not have picked it,
+    # so a GT can end with more than K positives, as with finite P)
+    assert bool((per_gt[holds == 0] <= 1).all())
+    assert int((holds < 10).sum()) > 0 and int((holds == 0).sum()) > 0   # both cases occur
+    # A GT holding >= K points keeps its finite-P picks wherever nobody contests them.
+    rich = holds >= 10
+    same = (finite.num_candidates == 1) & (result.num_candidates == 1) & (finite.matched_gt >= 0)
+    anchors = same.nonzero().squeeze(1)
+    keep = rich[finite.matched_gt[anchors]]
+    assert torch.equal(result.matched_gt[anchors[keep]], finite.matched_gt[anchors[keep]])

@@ -117,6 +117,32 @@ def test_flip(json_path):
     torch.testing.assert_close(image[:, 20, 75], torch.tensor([1.0, 0.0, 0.0]))
 
 
+def test_image_cache_gives_identical_samples(json_path, monkeypatch):
+    """Cached samples equal uncached ones bit for bit, across epochs with and without a
+    flip, and a cached image is decoded once."""
+    import lla.data.dataset as dataset_module
+
+    plain = dataset(json_path, flip_prob=0.5)
+    cached = dataset(json_path, flip_prob=0.5, cache_images=True)
+    decoded = []
+    decode = dataset_module.decode_rgb
+    monkeypatch.setattr(dataset_module, "decode_rgb", lambda path: decoded.append(path) or decode(path))
+    flips = set()
+    for epoch in range(6):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for index in range(len(plain)):
+            (image_a, target_a), (image_b, target_b) = plain[index], cached[index]
+            assert torch.equal(image_a, image_b)
+            assert target_a.keys() == target_b.keys()
+            for key, value in target_a.items():
+                assert (torch.equal(value, target_b[key]) if isinstance(value, torch.Tensor)
+                        else value == target_b[key]), key
+            flips.add((index, target_a["flipped"]))
+    assert {(0, False), (0, True)} <= flips           # both orientations of the resized image
+    assert len(decoded) == 6 * len(plain) + len(plain)  # the plain dataset decodes every time
+
+
 def test_no_flip_when_not_training(json_path):
     _, target = dataset(json_path, train=False, flip_prob=1.0)[0]
     assert target["flipped"] is False

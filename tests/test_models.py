@@ -6,6 +6,7 @@ Every expected value is worked out by hand in the comment next to it.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -522,3 +523,47 @@ def test_tiny_backbone_depth_picks_the_blocks_per_stage():
                                                 out_channels=8).body.stages] == [3] * 3
     with pytest.raises(ValueError, match="no entry for depth 152"):
         build_backbone(dict(cfg, depth=152), p6p7_source="p5", out_channels=8)
+
+
+def test_finest_level_2_gives_a_p2_to_p6_pyramid():
+    # finest_level 2: the body also returns its stem output (stride 4), the FPN builds P2..P5
+    # and adds P6 only: five levels at strides 4..64 on a 128 x 256 input. The body's
+    # parameters are those of finest_level 3, and finest_level 3 is the default.
+    from lla.models.backbone import build_backbone
+
+    cfg = {"name": "tiny", "widths": [8, 8, 16, 16], "norm": "gn", "gn_groups": 4}
+    torch.manual_seed(0)
+    p2 = build_backbone(dict(cfg, finest_level=2), p6p7_source="p5", out_channels=8)
+    features = p2(torch.zeros(1, 3, 128, 256))
+    assert [tuple(f.shape[-2:]) for f in features] == [(32, 64), (16, 32), (8, 16), (4, 8), (2, 4)]
+    assert p2.fpn.extra_blocks.p7 is None
+    torch.manual_seed(0)
+    p3 = build_backbone(cfg, p6p7_source="p5", out_channels=8)
+    torch.manual_seed(0)
+    explicit = build_backbone(dict(cfg, finest_level=3), p6p7_source="p5", out_channels=8)
+    assert all(torch.equal(a, b) for a, b in zip(p3.state_dict().values(),
+                                                 explicit.state_dict().values()))
+    assert p2.body.state_dict().keys() == p3.body.state_dict().keys()
+    assert [tuple(f.shape[-2:]) for f in p3(torch.zeros(1, 3, 128, 256))] == \
+        [(16, 32), (8, 16), (4, 8), (2, 4), (1, 2)]
+    with pytest.raises(ValueError, match="finest_level"):
+        build_backbone(dict(cfg, finest_level=4), p6p7_source="p5", out_channels=8)
+
+
+def test_a_detector_on_strides_4_to_64_trains():
+    # The micro LLA.FCOS with a P2..P6 pyramid: anchors at strides 4..64, a finite loss.
+    from lla.config import load_params
+    from lla.models.build import build_detector
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    params["models"]["micro"]["strides"] = [4, 8, 16, 32, 64]
+    params["models"]["micro"]["backbone"]["finest_level"] = 2
+    torch.manual_seed(0)
+    model = build_detector(params, "lla_fcos", "micro")
+    images = [torch.rand(3, 128, 128)]
+    targets = [{"boxes": torch.tensor([[30.0, 20.0, 50.0, 80.0]]), "labels": torch.tensor([0])}]
+    losses, diagnostics = model(images, targets, return_assignments=True)
+    assert diagnostics.anchors.num_per_level == (32 * 32, 16 * 16, 8 * 8, 4 * 4, 2 * 2)
+    assert all(torch.isfinite(v) for v in losses.values())
+    # K = 10 positives, all on or near the person (the finest level holds 5 x 15 points in it)
+    assert int((diagnostics.assignments[0].matched_gt == 0).sum()) == 10

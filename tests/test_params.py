@@ -144,6 +144,17 @@ CASES = [
      "input.defaults.min_size", "-800 is less than the minimum of 1"),
     ("    images_per_device: 2            # paper: 2 images x 8 GPUs = 16\n", "",
      "train.defaults", "missing key 'images_per_device'"),
+    # the options of the CPU profiles and the LLA assigner
+    ("    cache_images: true              # 1,600 images", "    cache_images: 1              # 1,600 images",
+     "train.mini.cache_images", "expected boolean, got 1"),
+    ("gn_groups: 8, weights: null, frozen_stages: -1}",
+     "gn_groups: 8, weights: null, frozen_stages: -1, finest_level: 4}",
+     "models.mini.backbone.finest_level", "must be one of 2, 3, got 4"),
+    ("    val_crops: 1024 ", "    val_cropss: 1024 ",
+     "pretrain.defaults.val_cropss", "unknown key (did you mean 'val_crops'?)"),
+    ("        assigner: {name: atss, topk: 9, anchor_free: true, anchor_scale: 8.0}",
+     "        assigner: {name: atss, topk: 9, anchor_free: true, anchor_scale: 8.0, inside_only: true}",
+     "models.defaults.variants.atss.assigner.inside_only", "unknown key (did you mean 'inside_margin'?)"),
     # a variant resolved for a profile must be complete: a new one with an assigner only is not
     ("      fcos_ctr:                         # + centerness branch",
      "      bare: {assigner: {name: fcos}}\n      fcos_ctr:                         #",
@@ -169,6 +180,20 @@ def test_a_bad_block_fails_at_load_naming_file_line_and_key(tmp_path, old, new, 
     line = path.read_text().splitlines()[int(match[1]) - 1]
     last = key.split(".")[-1]
     assert last in line or "missing" in message or last.endswith("]"), (line, error)
+
+
+def test_the_new_options_load_with_their_types(tmp_path):
+    path = edited(tmp_path, "cls_cost: focal, reg_cost: iou}\n        loss: {box_weight: 2.0}",
+                  "cls_cost: focal, reg_cost: iou, inside_only: true}\n        loss: {box_weight: 2.0}")
+    text = path.read_text().replace("gn_groups: 8, weights: null, frozen_stages: -1}",
+                                    "gn_groups: 8, weights: {50: body.pt}, frozen_stages: -1, "
+                                    "finest_level: 2}", 1)
+    path.write_text(text)
+    params = config.load_params(path)
+    assert params["models"]["defaults"]["variants"]["lla_fcos"]["assigner"]["inside_only"] is True
+    assert params["models"]["mini"]["backbone"]["finest_level"] == 2
+    assert config.section(params, "pretrain", "micro")["iterations"] == 6
+    assert config.section(params, "train", "mini")["cache_images"] is True
 
 
 def test_a_profile_override_is_partial_and_each_merge_is_validated(tmp_path):

@@ -1,0 +1,1 @@
+"""Analyses of datasets and trained models."""

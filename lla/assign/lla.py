@@ -50,6 +50,12 @@ class LLAAssigner(Assigner):
         prune_outside: compute a GT's costs only for the anchors inside it whenever that
             provably yields the same top-K (its K-th inside cost is below any outside
             cost); other GTs get the full row. Exact, much faster; False = always full rows.
+        inside_only: the paper's Eq. 3 with P = +inf instead of the finite penalty: a GT
+            picks its K cheapest anchors *inside* it, fewer when it holds fewer than K, and
+            only its single cheapest anchor when it holds none (an anchor outside it).
+            Contested anchors are still resolved on the finite-P cost (with P above every
+            in-box cost, the same GT as under +inf). Off by default (method.md, selection
+            rule 4: the released code's finite P).
 
     ``assign`` needs ``cls_logits`` (J, C) and ``box_pred`` (J, 4, decoded xyxy). The
     anchor point of an anchor box is its centre; (J, 2) points are accepted as they are.
@@ -70,7 +76,7 @@ class LLAAssigner(Assigner):
                  cls_cost: str = "focal", reg_cost: str = "iou", use_cls: bool = True, use_reg: bool = True,
                  use_inbox: bool = True, focal_alpha: float = FOCAL_ALPHA, focal_gamma: float = FOCAL_GAMMA,
                  inside_margin: float = INSIDE_MARGIN, chunk_elements: int | None = DEFAULT_CHUNK_ELEMENTS,
-                 prune_outside: bool = True):
+                 prune_outside: bool = True, inside_only: bool = False):
         if int(topk) != topk or topk < 1:
             raise ValueError(f"topk must be a positive integer, got {topk}")
         if chunk_elements is not None and chunk_elements < 1:
@@ -81,6 +87,9 @@ class LLAAssigner(Assigner):
                             focal_gamma=focal_gamma, inside_margin=inside_margin)
         self.chunk_elements = chunk_elements
         self.prune_outside = prune_outside
+        if inside_only and not self.cost.use_inbox:
+            raise ValueError("inside_only needs the in-box term (use_inbox)")
+        self.inside_only = inside_only
 
     @classmethod
     def from_preset(cls, preset: str, detector: str, **overrides) -> "LLAAssigner":
@@ -97,12 +106,46 @@ class LLAAssigner(Assigner):
         prepared = self.cost.prepare(inputs.cls_logits, inputs.box_pred, inputs.anchors)
         gt_boxes, gt_labels = inputs.gt_boxes.float(), inputs.gt_labels
         topk_indices = self._topk_per_gt(prepared, gt_boxes, gt_labels)
+        valid = None
+        if self.inside_only:
+            topk_indices, valid = self._inside_picks(prepared, gt_boxes, gt_labels, topk_indices)
 
         def column_cost(rows: slice, anchors: Tensor) -> Tensor:
             return self.cost.rows(prepared.select(anchors), gt_boxes[rows], gt_labels[rows])
 
-        matched_gt, num_candidates = resolve_topk(topk_indices, inputs.num_anchors, column_cost, self.chunk_elements)
+        matched_gt, num_candidates = resolve_topk(topk_indices, inputs.num_anchors, column_cost,
+                                                  self.chunk_elements, valid=valid)
         return Assignment(matched_gt=matched_gt, num_candidates=num_candidates)
+
+    def _inside_picks(self, prepared: PreparedPredictions, gt_boxes: Tensor, gt_labels: Tensor,
+                      topk_indices: Tensor) -> tuple[Tensor, Tensor]:
+        """The picks under P = +inf (``inside_only``) from the finite-P top-K.
+
+        A GT whose K finite-P picks all lie inside it keeps them: they are then its K
+        cheapest inside anchors. Every other GT is recomputed with outside costs at +inf:
+        its cheapest min(K, inside) inside anchors, or, holding none, its single cheapest
+        anchor. Returns the (I, K) picks and a bool (I, K) mask of the picks that count.
+        """
+        points = prepared.points
+        margin = self.cost.inside_margin
+        valid = paired_inside(points[topk_indices], gt_boxes[:, None], margin=margin)
+        redo = (~valid.all(dim=1)).nonzero().squeeze(1)
+        topk_indices = topk_indices.clone()
+        picks = topk_indices.shape[1]
+        for block in gt_chunks(redo.numel(), points.shape[0], self.chunk_elements):
+            rows = redo[block]
+            cost = self.cost.rows(prepared, gt_boxes[rows], gt_labels[rows])      # finite P
+            inside = paired_inside(points[None], gt_boxes[rows, None], margin=margin)  # (r, J)
+            chosen = smallest_k_indices(cost.masked_fill(~inside, float("inf")), picks)
+            chosen_inside = inside.gather(1, chosen)
+            empty = ~inside.any(dim=1)
+            if empty.any():  # no anchor inside: the single cheapest anchor of the row
+                chosen[empty, 0] = cost[empty].argmin(dim=1)
+                chosen_inside[empty] = False
+                chosen_inside[empty, 0] = True
+            topk_indices[rows] = chosen
+            valid[rows] = chosen_inside
+        return topk_indices, valid
 
     def _topk_per_gt(self, prepared: PreparedPredictions, gt_boxes: Tensor, gt_labels: Tensor) -> Tensor:
         """int64 (I, k): every GT's k = min(K, J) lowest-cost anchors, ascending indices."""

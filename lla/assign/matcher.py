@@ -85,7 +85,8 @@ ColumnCost = Callable[[slice, Tensor], Tensor]
 
 
 def resolve_topk(topk_indices: Tensor, num_anchors: int, column_cost: ColumnCost,
-                 chunk_elements: int | None = DEFAULT_CHUNK_ELEMENTS) -> tuple[Tensor, Tensor]:
+                 chunk_elements: int | None = DEFAULT_CHUNK_ELEMENTS,
+                 valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Turn every GT's top-K picks into one GT per anchor.
 
     Args:
@@ -95,6 +96,8 @@ def resolve_topk(topk_indices: Tensor, num_anchors: int, column_cost: ColumnCost
             cost of GT rows ``rows`` (a slice) at the given anchor columns. Called only for
             anchors picked by several GTs, in blocks of GT rows.
         chunk_elements: rows x contested anchors per block (None = all rows at once).
+        valid: bool (I, K) or None. Only the picks marked True count (a GT may then pick
+            fewer than K anchors); None: all.
 
     Returns:
         matched_gt int64 (J,): the single picking GT; for an anchor picked by several GTs
@@ -104,8 +107,11 @@ def resolve_topk(topk_indices: Tensor, num_anchors: int, column_cost: ColumnCost
     num_gts = topk_indices.shape[0]
     device = topk_indices.device
     picked = topk_indices.flatten()
-    num_candidates = torch.bincount(picked, minlength=num_anchors)
     picking_gt = torch.arange(num_gts, device=device).repeat_interleave(topk_indices.shape[1])
+    if valid is not None:
+        keep = valid.flatten()
+        picked, picking_gt = picked[keep], picking_gt[keep]
+    num_candidates = torch.bincount(picked, minlength=num_anchors)
     # Scatter order only matters where several GTs picked, and those are overwritten below.
     matched_gt = torch.full((num_anchors,), NEGATIVE, dtype=torch.int64, device=device)
     matched_gt.scatter_(0, picked, picking_gt)

@@ -27,6 +27,12 @@ An image without boxes gives (0, 4) tensors. Map a detection back to original pi
 
 Augmentation is a pure function of ``(seed, epoch, index)`` (see :meth:`set_epoch`): a
 resumed run, or any DataLoader worker, draws the same flips.
+
+``cache_images=True`` keeps every image decoded and resized (uint8, before the flip) in
+memory after its first use, so later epochs skip the JPEG decoding and the resize; the
+samples are bit-identical to uncached ones. The cache lives in the process that reads the
+dataset: it pays off with ``num_workers=0`` (or persistent workers), and costs
+``3 × H × W`` bytes per image (synthcrowd-mini at 256 × 128: 157 MB for 1,600 images).
 """
 
 from __future__ import annotations
@@ -133,10 +139,12 @@ class CrowdDataset(Dataset):
         seed: base seed of the augmentation draws.
         records: the images to use instead of ``json_path``'s, which then only names where
             they came from (:meth:`from_images`).
+        cache_images: keep decoded, resized images in memory (see the module docstring).
     """
 
     def __init__(self, json_path: str | Path, *, train: bool, min_size: int, max_size: int,
-                 flip_prob: float = 0.5, seed: int = 0, records: list[ImageRecord] | None = None):
+                 flip_prob: float = 0.5, seed: int = 0, records: list[ImageRecord] | None = None,
+                 cache_images: bool = False):
         if not 0.0 <= flip_prob <= 1.0:
             raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
         if min_size <= 0 or max_size < min_size:
@@ -149,13 +157,15 @@ class CrowdDataset(Dataset):
         self.flip_prob = flip_prob
         self.seed = seed
         self.epoch = 0
+        self._image_cache: dict[int, Tensor] | None = {} if cache_images else None
 
     @classmethod
     def from_config(cls, json_path: str | Path, config: dict[str, Any], *, train: bool,
-                    seed: int = 0) -> "CrowdDataset":
+                    seed: int = 0, cache_images: bool = False) -> "CrowdDataset":
         """Build from the merged ``input`` block of params.yaml (``lla.config.section``)."""
         return cls(json_path, train=train, min_size=config["min_size"],
-                   max_size=config["max_size"], flip_prob=config["flip_prob"], seed=seed)
+                   max_size=config["max_size"], flip_prob=config["flip_prob"], seed=seed,
+                   cache_images=cache_images)
 
     @classmethod
     def from_images(cls, paths: Sequence[str | Path], config: dict[str, Any], *,
@@ -193,17 +203,28 @@ class CrowdDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return bool(rng.random() < self.flip_prob)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+    def resized_image(self, index: int) -> Tensor:
+        """uint8 (3, H, W): image ``index`` decoded and resized (from the cache when kept)."""
+        if self._image_cache is not None and index in self._image_cache:
+            return self._image_cache[index]
         record = self.records[index]
         image = decode_rgb(record.path)
         height0, width0 = image.shape[-2:]
         if (width0, height0) != (record.width, record.height):
             raise DataError(record.path, f"decoded size {width0}×{height0} differs from "
                                          f"{record.width}×{record.height} in {self.json_path}")
-        height, width = T.resized_size(height0, width0, min_size=self.min_size,
-                                       max_size=self.max_size)
+        image = T.resize_image(image, T.resized_size(height0, width0, min_size=self.min_size,
+                                                     max_size=self.max_size))
+        if self._image_cache is not None:
+            self._image_cache[index] = image
+        return image
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+        record = self.records[index]
+        image = self.resized_image(index)
+        height0, width0 = record.height, record.width
+        height, width = image.shape[-2:]
         scale_x, scale_y = width / width0, height / height0
-        image = T.resize_image(image, (height, width))
         flipped = self.flips(index)
         if flipped:
             image = image.flip(-1)

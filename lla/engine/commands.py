@@ -1,6 +1,7 @@
-"""The options of `lla train` and `lla infer`.
+"""The options of `lla train`, `lla infer` and `lla pretrain`.
 
-They live apart from :mod:`lla.engine.train` and :mod:`lla.engine.infer`, which import
+They live apart from :mod:`lla.engine.train`, :mod:`lla.engine.infer` and
+:mod:`lla.engine.pretrain`, which import
 torch at their top, so that `lla train --help` starts without it: ``func`` names the
 function that runs the command, imported when the command runs (see :mod:`lla.cli`).
 """
@@ -17,6 +18,7 @@ from lla.engine.signals import EXIT_REQUEUE
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_train_parser(subparsers)
     add_infer_parser(subparsers)
+    add_pretrain_parser(subparsers)
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -73,3 +75,25 @@ def add_infer_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images-per-device", type=int, metavar="N",
                         help="batch size per process (default: train.infer_images_per_device)")
     parser.set_defaults(func="lla.engine.infer:run")
+
+
+def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "pretrain", parents=[options.SETTINGS],
+        help="pretrain the tiny backbone body on person/background crops",
+        description="Pretrain the tiny backbone body of a CPU profile (mini, micro) on person / "
+                    "background crops of the crowdhuman training split, the stand-in for "
+                    "ImageNet pretraining; write the body's weights for "
+                    "models.<profile>.backbone.weights. Settings: the pretrain block.")
+    parser.add_argument("--depth", type=int, default=50, choices=(50, 101),
+                        help="backbone depth whose tiny body to pretrain (blocks_per_stage; "
+                             "default 50)")
+    parser.add_argument("--data", type=Path, metavar="JSON",
+                        help="the converted training json (default: the profile's crowdhuman "
+                             "train json)")
+    parser.add_argument("--val-data", metavar="JSON",
+                        help="json whose crops measure the accuracy (default: the profile's "
+                             "crowdhuman val json; 'none' to skip)")
+    options.add_out(parser, "the body file to write (.pt)",
+                    default="runs/<profile>/pretrain/body_r<depth>.pt")
+    parser.set_defaults(func="lla.engine.pretrain:run")

@@ -200,7 +200,8 @@ class Trainer:
         self.progress_bar = progress_bar
         seed_everything(exp.seed)
 
-        self.dataset = CrowdDataset.from_config(train_json, exp.input, train=True, seed=exp.seed)
+        self.dataset = CrowdDataset.from_config(train_json, exp.input, train=True, seed=exp.seed,
+                                                cache_images=bool(cfg.get("cache_images", False)))
         if len(self.dataset) == 0:
             raise DataError(train_json, "no training images")
         groups = aspect_ratio_groups(self.dataset.aspect_ratios(), exp.input["aspect_ratio_bins"])
@@ -408,7 +409,8 @@ class Trainer:
 #: train settings that change no computed value: a checkpoint saved under other values of
 #: these is resumed as it is (with a warning); any other difference starts afresh.
 BOOKKEEPING_TRAIN_KEYS = frozenset({"checkpoint_every", "keep_last", "keep_checkpoints",
-                                    "print_every", "num_workers", "infer_images_per_device"})
+                                    "print_every", "num_workers", "infer_images_per_device",
+                                    "cache_images"})
 
 
 def result_settings(config: dict[str, Any]) -> dict[str, Any]:
