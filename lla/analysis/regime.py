@@ -31,14 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from lla.assign.geometry import INSIDE_MARGIN   # the in-box test of the assigners
+from lla.assign.lla import DEFAULT_TOPK as DEFAULT_K
 from lla.data import transforms as T
 from lla.data.dataset import load_records
 from lla.errors import DataError
 
-#: A point is inside a box when it lies more than this many pixels from every side
-#: (the value of lla.assign.geometry.INSIDE_MARGIN, which the LLA in-box cost uses).
-INSIDE_MARGIN = 0.01
-DEFAULT_K = 10
 #: Person-height bins (input pixels) of :class:`OutsideStats`: [0, 32), [32, 64), [64, inf).
 HEIGHT_EDGES = (32.0, 64.0)
 
