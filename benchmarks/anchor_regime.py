@@ -51,9 +51,13 @@ def reference_val(params: dict, data_root: Path) -> Path:
         return json_path
     block = dict(params["synthcrowd"])
     block[REFERENCE] = {"crowdhuman": {"train_images": 0}}
+    # a profile of its own (the schema checks every per-profile key against `profiles`),
+    # drawing its data from synthcrowd as mini does
+    profiles = dict(params["profiles"], **{REFERENCE: params["profiles"]["mini"]})
     with tempfile.TemporaryDirectory() as tmp:
         params_path = Path(tmp) / "params.yaml"
-        params_path.write_text(yaml.safe_dump(dict(params, synthcrowd=block), sort_keys=False))
+        params_path.write_text(yaml.safe_dump(dict(params, synthcrowd=block, profiles=profiles),
+                                              sort_keys=False))
         lla = [sys.executable, "-m", "lla.cli"]
         subprocess.run(lla + ["data", "synth", "--profile", REFERENCE, "--params", str(params_path),
                               "--out-dir", str(root.parent), "--only", "crowdhuman"], check=True)
