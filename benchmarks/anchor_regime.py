@@ -94,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     for scale in args.scales:
         transform = InputTransform(round(mini_input["min_size"] * scale),
                                    round(mini_input["max_size"] * scale), divisibility)
-        rows.append((f"mini x{scale:g} (min_size {transform.min_size}, max_size {transform.max_size})",
+        shipped = ", mini as shipped" if scale == 1 else ""
+        rows.append((f"mini x{scale:g} (min_size {transform.min_size}, max_size {transform.max_size}"
+                     f"{shipped})",
                      mini_val, transform, strides))
     if args.p2:
         transform = InputTransform(mini_input["min_size"], mini_input["max_size"], divisibility)

@@ -5,8 +5,9 @@
     python benchmarks/factor_search.py table --settings base x2           # the factor table
     python benchmarks/factor_search.py list                               # the settings
 
-A *setting* is today's mini profile with a few keys changed (``SETTINGS``: overrides
-deep-merged into ``params.yaml``). ``params`` writes one parameter file per setting,
+A *setting* is the mini profile with its body from scratch (``SCRATCH``) and a few keys
+changed (``SETTINGS``: overrides deep-merged into ``params.yaml``); the ``pre*`` settings
+start from the pretrained body, as the shipped mini does. ``params`` writes one parameter file per setting,
 ``<out>/params/<setting>.yaml`` (a copy of params.yaml; only the mini profile's blocks
 and the experiments differ). ``run`` trains and evaluates every (setting, model, seed)
 through the real commands, at most ``--jobs`` at a time, each with one thread and under
@@ -45,7 +46,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without install
 
-from lla.config import deep_merge, load_params  # noqa: E402
+from lla.config import deep_merge, load_params, section  # noqa: E402
 
 PROFILE = "mini"
 #: The detectors every setting compares (Table 6's anchor-free rows that issue 19 names).
@@ -118,7 +119,7 @@ def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
 
 #: name -> (what it changes, overrides of params.yaml, the models it concerns)
 SETTINGS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
-    "base": ("mini as today: 256x128 input, 500 iterations, AdamW 2e-3", {}, tuple(MODELS)),
+    "base": ("mini from scratch: 256x128 input, 500 iterations, AdamW 2e-3", {}, tuple(MODELS)),
     "x2": ("input 2x (min_size 256, max_size 512)", X2_INPUT, tuple(MODELS)),
     "strides4": ("strides 4..64 (P2-P6) at the 1x input: the 2x regime", STRIDES4, tuple(MODELS)),
     "it1500": ("1,500 iterations", _schedule(1500), tuple(MODELS)),
@@ -142,6 +143,14 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
     "x2_pre": ("input 2x, pretrained body", _merge(X2_INPUT, _pretrained()), tuple(MODELS)),
     "x2_pre_it1500": ("input 2x, pretrained body, 1,500 iterations",
                       _merge(X2_INPUT, _pretrained(), _schedule(1500)), tuple(MODELS)),
+    "strides4_pre": ("P2-P6 pyramid at the 1x input, pretrained body", _merge(STRIDES4, _pretrained()),
+                     tuple(MODELS)),
+    "strides4_pre_it1500": ("P2-P6 pyramid at the 1x input, pretrained body, 1,500 iterations",
+                            _merge(STRIDES4, _pretrained(), _schedule(1500)), tuple(MODELS)),
+    "pre_sgd_lr0.01": ("pretrained body, SGD momentum 0.9, lr 0.01", _merge(_pretrained(), _sgd(0.01)),
+                       ("fcos_ctr_r50", "lla_fcos_r50")),
+    "pre_sgd_lr0.02": ("pretrained body, SGD momentum 0.9, lr 0.02", _merge(_pretrained(), _sgd(0.02)),
+                       ("fcos_ctr_r50", "lla_fcos_r50")),
     "pre_head4": ("pretrained body, 4 convs per head tower (the paper's depth; mini has 2)",
                   _merge(_pretrained(), {"models": {"mini": {"head": {"num_convs": 4}}}}), tuple(MODELS)),
     "fcos_ranges0.2": ("FCOS regression ranges x0.2 (64 -> 12.8 px ...)", _fcos_ranges(0.2), FCOS_MODELS),
@@ -149,9 +158,14 @@ SETTINGS: dict[str, tuple[str, dict[str, Any], tuple[str, ...]]] = {
 }
 
 
+#: Every setting starts from mini with its body trained from scratch; the ``pre*`` settings
+#: put the pretrained body back (the shipped mini starts from it: ``weights: pretrain``).
+SCRATCH = {"models": {"mini": {"backbone": {"weights": None}}}}
+
+
 def setting_params(params: dict[str, Any], name: str) -> dict[str, Any]:
-    """params.yaml with the setting's overrides merged in."""
-    return deep_merge(copy.deepcopy(dict(params)), SETTINGS[name][1])
+    """params.yaml, mini's body from scratch, with the setting's overrides merged in."""
+    return deep_merge(deep_merge(copy.deepcopy(dict(params)), SCRATCH), SETTINGS[name][1])
 
 
 def run_id(experiment: str, seed: int) -> str:
@@ -397,6 +411,26 @@ def table(args: argparse.Namespace) -> int:
     return 0
 
 
+def curve(args: argparse.Namespace) -> int:
+    """MR / AP / Recall of one setting's runs by iteration: each kept checkpoint's
+    ``metrics_<it>.json`` beside the run's final ``metrics.json`` (made by ``lla infer
+    --checkpoint <run>/checkpoints/iter_<it, 7 digits>.pt --out <run>/detections_<it>.json``
+    and ``lla eval crowdhuman ... --out <run>/metrics_<it>.json``)."""
+    train = section(setting_params(load_params(ROOT / "params.yaml"), args.setting), "train", PROFILE)
+    length = int(train["schedules"][train["schedule"]]["length"])
+    runs = sorted(d for d in (args.out / args.setting).iterdir() if (d / "metrics.json").is_file())
+    print(f"\n{args.setting}: {SETTINGS[args.setting][0]}; synthcrowd-mini val, percent\n")
+    print("| run | iteration | MR | AP | Recall |")
+    print("|---|---|---|---|---|")
+    for run in runs:
+        points = sorted((int(m.stem.split("_")[1]), m) for m in run.glob("metrics_*.json"))
+        for iteration, path in points + [(length, run / "metrics.json")]:
+            m = json.loads(path.read_text())
+            print(f"| {run.name} | {iteration} | {100 * m['MR']:.1f} | {100 * m['AP']:.1f} | "
+                  f"{100 * m['Recall']:.1f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -430,6 +464,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--reference", default="base",
                    help="the setting whose runs stand in for the models a setting does not concern")
 
+    c = sub.add_parser("curve", help="metrics of a setting's kept checkpoints by iteration")
+    c.add_argument("--out", type=Path, default=default_out)
+    c.add_argument("--setting", required=True, choices=list(SETTINGS))
+
     sub.add_parser("list", help="the settings")
     args = parser.parse_args(argv)
     if args.command == "params":
@@ -442,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     if args.command == "table":
         return table(args)
+    if args.command == "curve":
+        return curve(args)
     for name, (text, _, models) in SETTINGS.items():
         print(f"{name:<18} {text}  [{', '.join(models)}]")
     return 0

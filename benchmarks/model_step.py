@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     params = load_params(args.params)
+    # random starting weights: the step's time does not depend on them (no pretrained file needed)
+    params["models"].setdefault(args.profile, {}).setdefault("backbone", {})["weights"] = None
     variants = args.variants or variant_names(params, args.profile)
     print(f"profile={args.profile} size={args.size}x{args.size} batch={args.batch} "
           f"people/image={args.people} steps={args.steps} threads={torch.get_num_threads()}")

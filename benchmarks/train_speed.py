@@ -170,6 +170,7 @@ def cpu_profiles(args, params: dict) -> None:
         for name in args.experiments:
             for cache in caches:
                 exp = resolve_experiment(params, name, profile)
+                exp.model["backbone"]["weights"] = None  # speed does not depend on the start
                 exp.train["cache_images"] = cache
                 phases = PhaseTimer() if args.phases else None
                 with tempfile.TemporaryDirectory() as out:

@@ -40,9 +40,9 @@ COMMAND_GROUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "eval": ("evaluate detections: CrowdHuman MR/AP/Recall/JI, CityPersons MR",
              tuple(spec.evaluator for spec in datasets.DATASETS.values())),
     "analyze": ("analyses of trained models: AAR (Table 5), FPN levels (Fig. 3), positives "
-                "(Figs. 1, 2, 4), positives on the visible body",
+                "(Figs. 1, 2, 4), positives on the visible body; the anchor regime of a dataset",
                 ("lla.analysis.aar", "lla.analysis.fpn_levels", "lla.analysis.positives",
-                 "lla.analysis.visible")),
+                 "lla.analysis.visible", "lla.analysis.commands")),
     "report": ("tables (reproduced vs paper values), figures, claims, curves, the paper report",
                ("lla.report.tables", "lla.report.figures", "lla.report.paper", "lla.report.curves",
                 "lla.report.claims")),

@@ -63,7 +63,7 @@ def test_analyze_help_lists_every_analysis(capsys):
     out = capsys.readouterr().out
     analyses = {prog.split()[-1] for prog, _ in all_parsers(cli.build_parser(["analyze"]))
                 if prog.startswith("lla analyze ")}
-    assert analyses == {"aar", "levels", "positives", "visible"}
+    assert analyses == {"aar", "levels", "positives", "visible", "regime"}
     for name in analyses:
         assert f"\n    {name} " in out
 

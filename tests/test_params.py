@@ -147,8 +147,8 @@ CASES = [
     # the options of the CPU profiles and the LLA assigner
     ("    cache_images: true              # 1,600 images", "    cache_images: 1              # 1,600 images",
      "train.mini.cache_images", "expected boolean, got 1"),
-    ("gn_groups: 8, weights: null, frozen_stages: -1}",
-     "gn_groups: 8, weights: null, frozen_stages: -1, finest_level: 4}",
+    ("gn_groups: 8, weights: pretrain, frozen_stages: -1}",
+     "gn_groups: 8, weights: pretrain, frozen_stages: -1, finest_level: 4}",
      "models.mini.backbone.finest_level", "must be one of 2, 3, got 4"),
     ("    val_crops: 1024 ", "    val_cropss: 1024 ",
      "pretrain.defaults.val_cropss", "unknown key (did you mean 'val_crops'?)"),
@@ -185,7 +185,7 @@ def test_a_bad_block_fails_at_load_naming_file_line_and_key(tmp_path, old, new, 
 def test_the_new_options_load_with_their_types(tmp_path):
     path = edited(tmp_path, "cls_cost: focal, reg_cost: iou}\n        loss: {box_weight: 2.0}",
                   "cls_cost: focal, reg_cost: iou, inside_only: true}\n        loss: {box_weight: 2.0}")
-    text = path.read_text().replace("gn_groups: 8, weights: null, frozen_stages: -1}",
+    text = path.read_text().replace("gn_groups: 8, weights: pretrain, frozen_stages: -1}",
                                     "gn_groups: 8, weights: {50: body.pt}, frozen_stages: -1, "
                                     "finest_level: 2}", 1)
     path.write_text(text)

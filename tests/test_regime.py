@@ -179,3 +179,74 @@ def test_positives_outside_of_lla_and_fcos(tmp_path, small_person_json):
     stats = positives_outside(_checkpoint(tmp_path, "lla_fcos_r50"), small_person_json, input_cfg,
                               max_images=1)
     assert (stats.gts, stats.positives, stats.outside) == (1, 10, 7)
+
+
+# ------------------------------------------------------------------ lla analyze regime
+
+def test_regime_command_by_hand(tmp_path, dataset_json):
+    """The hand-worked case of test_anchor_regime_by_hand through `lla analyze regime`."""
+    import pandas as pd
+
+    from lla.cli import main
+
+    out, csv = tmp_path / "regime.json", tmp_path / "persons.csv"
+    assert main(["analyze", "regime", "--profile", "micro", "--data", str(dataset_json),
+                 "--min-size", "50", "--max-size", "80", "--strides", "8", "16", "--k", "5",
+                 "--per-person", str(csv), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    regime = result["regime"]
+    assert (regime["persons"], regime["median_points"], regime["p25_points"]) == (3, 5.0, 2.5)
+    assert regime["share_below_k"] == pytest.approx(1 / 3) and regime["k"] == 5
+    assert regime["mean_points_per_level"] == pytest.approx([4.0, 1.0])
+    assert result["strides"] == [8, 16] and result["positives_outside"] is None
+    assert result["input"] == {"min_size": 50, "max_size": 80, "size_divisibility": 128}
+    persons = pd.read_csv(csv)
+    assert list(persons.columns) == ["image_id", "height", "points_s8", "points_s16", "points"]
+    assert persons["points"].tolist() == [10, 5, 0] and persons["image_id"].tolist() == [1, 1, 2]
+    assert persons["points_s8"].tolist() == [8, 4, 0]
+    assert persons["height"].tolist() == pytest.approx([32.0, 20.0, 5.0])
+
+
+def test_regime_command_defaults_to_the_profile_and_adds_the_model_pass(tmp_path, small_person_json):
+    from lla.analysis.regime import positives_outside
+    from lla.cli import main
+    from lla.engine import checkpoint as ckpt
+
+    checkpoint = _checkpoint(tmp_path, "lla_fcos_r50")
+    out = tmp_path / "regime.json"
+    assert main(["analyze", "regime", "--profile", "micro", "--data", str(small_person_json),
+                 "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    # micro's input (256 / 256), strides and K
+    assert result["input"] == {"min_size": 256, "max_size": 256, "size_divisibility": 128}
+    assert result["strides"] == [8, 16, 32, 64, 128] and result["regime"]["k"] == 10
+    expected = positives_outside(checkpoint, small_person_json,
+                                 ckpt.load_checkpoint(checkpoint)["config"]["input"])
+    assert result["positives_outside"] == json.loads(json.dumps(expected.to_dict()))
+    assert result["positives_outside"]["positives"] == 20   # K = 10 for each of 2 persons
+
+
+@pytest.mark.parametrize("extra, reason", [
+    (["--k", "0"], "--k must be >= 1"),
+    (["--min-size", "300", "--max-size", "200"], "need 0 < min_size <= max_size"),
+    (["--strides", "0", "8"], "--strides must be >= 1"),
+])
+def test_regime_command_bad_options(tmp_path, dataset_json, capsys, extra, reason):
+    from lla.cli import main
+
+    out = tmp_path / "regime.json"
+    code = main(["analyze", "regime", "--profile", "micro", "--data", str(dataset_json),
+                 "--out", str(out), *extra])
+    assert code == 2 and reason in capsys.readouterr().err and not out.exists()
+
+
+def test_regime_command_missing_inputs(tmp_path, dataset_json, capsys):
+    from lla.cli import main
+
+    out = tmp_path / "regime.json"
+    assert main(["analyze", "regime", "--profile", "micro", "--data", str(tmp_path / "no.json"),
+                 "--out", str(out)]) == 2
+    assert f"error: {tmp_path / 'no.json'}: dataset json not found" in capsys.readouterr().err
+    assert main(["analyze", "regime", "--profile", "micro", "--data", str(dataset_json),
+                 "--checkpoint", str(tmp_path / "no.pt"), "--out", str(out)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err and not out.exists()

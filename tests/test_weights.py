@@ -78,6 +78,25 @@ def test_experiments_resolve_imagenet_to_the_local_file():
     assert weights.pretrained_file(own) == "my/r50.pth"
 
 
+def test_mini_starts_from_the_pretrained_body_of_its_depth():
+    params = params_with_data_root(Path("/data"))
+    r50 = resolve_experiment(params, "lla_fcos_r50", "mini").model
+    r101 = resolve_experiment(params, "retinanet_r101", "mini").model
+    assert r50["backbone"]["weights"] == "runs/mini/pretrain/body_r50.pt"
+    assert r101["backbone"]["weights"] == "runs/mini/pretrain/body_r101.pt"
+    assert weights.pretrained_file(r101) == "runs/mini/pretrain/body_r101.pt"
+    # the keyword belongs to the tiny body; `pretrain` on a ResNet is not resolved
+    resnet = copy.deepcopy(resolve_experiment(params, "retinanet_r50", "paper").model)
+    resnet["backbone"]["weights"] = "pretrain"
+    assert weights.resolve(params, resnet, "paper") == resnet
+    # one file per depth ({depth: file}) names the file of the body's depth
+    tiny = copy.deepcopy(r50)
+    tiny["backbone"]["weights"] = {50: "a.pt", 101: "b.pt"}
+    assert weights.pretrained_file(tiny) == "a.pt"
+    tiny["backbone"]["depth"] = 101
+    assert weights.pretrained_file(tiny) == "b.pt"
+
+
 # --------------------------------------------------------------------------- fetching
 
 def test_fetch_from_a_server_verifies_the_hash_prefix_and_fetches_once(tmp_path, server):

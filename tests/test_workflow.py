@@ -117,6 +117,9 @@ def test_all_tables_dry_run_shows_every_run_once(profile, selection, runs, aar_r
                                                "table", "all_tables")} == {
         "train": runs, "infer": None, "evaluate": runs, "analyze_aar": aar_runs, "table": 7,
         "all_tables": 1}
+    # mini's tiny bodies (depth 50 and 101) start from `weights: pretrain`: one job each;
+    # the paper's ResNets read ImageNet files instead
+    assert jobs.get("pretrain") == (2 if profile == "mini" else None)
     assert "runs/{0}/lla_retinanet_star_a1_k16_r50/model_final.pt".format(profile) in out
     assert f"results/{profile}/analysis/aar_fcos_ctr_r50.json" in out
     assert f"--infer-out results/{profile}/detections/lla_fcos_r50.json" in out
@@ -183,6 +186,39 @@ def torch_load_seed(path):
 
 
 @pytest.mark.slow
+def test_pretrained_body_is_made_once_and_read_by_the_runs(tmp_path):
+    """`weights: pretrain` (mini's default) on micro: rule pretrain makes the body before the
+    training job, the run starts from it, and editing the pretrain block reruns both."""
+    work = _pipeline_copy(tmp_path)
+    params = (work / "params.yaml").read_text()
+    micro_backbone = "gn_groups: 8,\n               weights: null, frozen_stages: -1}\n    head: {channels: 32"
+    assert micro_backbone in params
+    (work / "params.yaml").write_text(params.replace(
+        micro_backbone, micro_backbone.replace("weights: null", "weights: pretrain")))
+    target = "runs/micro/lla_fcos_r50/model_final.pt"
+    result = _snakemake(target, "--profile", "local", "--config", "profile=micro", cwd=work,
+                        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    body = work / "runs" / "micro" / "pretrain" / "body_r50.pt"
+    assert body.is_file() and (work / "logs" / "micro" / "pretrain" / "body_r50.log").is_file()
+    assert not (work / "runs" / "micro" / "pretrain" / "body_r101.pt").exists()
+    import torch
+
+    state = torch.load(work / target, map_location="cpu", weights_only=False)
+    assert state["config"]["model"]["backbone"]["weights"] == "runs/micro/pretrain/body_r50.pt"
+    # nothing to do again; a changed pretrain block reruns the body and the run
+    again = _snakemake(target, "--dry-run", "--config", "profile=micro", cwd=work)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    text = (work / "params.yaml").read_text()
+    micro_pretrain = "    batch: 8\n    iterations: 6\n"
+    assert micro_pretrain in text
+    (work / "params.yaml").write_text(text.replace(micro_pretrain, "    batch: 8\n    iterations: 7\n"))
+    changed = _snakemake(target, "--dry-run", "--config", "profile=micro", cwd=work)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert {rule: count for rule, count in _jobs(changed.stdout).items() if rule != "total"} == {
+        "pretrain": 1, "train": 1}
+
+
 def test_micro_table2_end_to_end(tmp_path):
     # data -> train + infer (3 LLA cost variants, 2 seeds each in micro) -> evaluate -> table,
     # with the local profile.

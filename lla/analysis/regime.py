@@ -18,11 +18,22 @@ And, from a model pass over a checkpoint (its own assigner on its own prediction
 training, no augmentation), :func:`positives_outside` -- the share of the positives that lie
 outside their GT's box, overall and by person height (:class:`OutsideStats`).
 
-Lengths are in network-input pixels.
+Lengths are in network-input pixels. The command::
+
+    lla analyze regime --profile mini [--split val | --data JSON] [--min-size N --max-size N]
+        [--strides 8 16 32 64 128] [--k 10] [--per-person persons.csv]
+        [--checkpoint CKPT [--max-images N]] --out regime.json
+
+takes the input transform and strides of the profile (``input.<profile>``,
+``models.<profile>``) unless given, and writes ``{"regime": RegimeStats, "positives_outside":
+OutsideStats | null, "input", "strides", "json", "profile", "split", "checkpoint"}``;
+``--per-person`` adds a csv of every valid person's points per level (:func:`person_points`).
 """
 
 from __future__ import annotations
 
+import argparse
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -31,11 +42,16 @@ from typing import Any
 
 import numpy as np
 
+from lla import layout
 from lla.assign.geometry import INSIDE_MARGIN   # the in-box test of the assigners
 from lla.assign.lla import DEFAULT_TOPK as DEFAULT_K
+from lla.config import load_params, section, selected_profile
 from lla.data import transforms as T
 from lla.data.dataset import load_records
 from lla.errors import DataError
+from lla.io import atomic_path, atomic_write_json
+
+logger = logging.getLogger(__name__)
 
 #: Person-height bins (input pixels) of :class:`OutsideStats`: [0, 32), [32, 64), [64, inf).
 HEIGHT_EDGES = (32.0, 64.0)
@@ -129,9 +145,9 @@ class RegimeStats:
 
 
 def transformed_person_boxes(json_path: str | Path, transform: InputTransform
-                             ) -> Iterable[tuple[np.ndarray, tuple[int, int], tuple[int, int]]]:
-    """Per image of a converted dataset json: the valid persons' full boxes after the input
-    transform (float64 (n, 4), resized, clipped, empty ones dropped, as ``CrowdDataset``
+                             ) -> Iterable[tuple[int, np.ndarray, tuple[int, int], tuple[int, int]]]:
+    """Per image of a converted dataset json: its id, the valid persons' full boxes after the
+    input transform (float64 (n, 4), resized, clipped, empty ones dropped, as ``CrowdDataset``
     without a flip), the input size (H, W) and the padded size."""
     for record in load_records(json_path):
         height, width = T.resized_size(record.height, record.width, min_size=transform.min_size,
@@ -141,7 +157,7 @@ def transformed_person_boxes(json_path: str | Path, transform: InputTransform
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, height)
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        yield boxes[keep], (height, width), transform.padded(height, width)
+        yield record.image_id, boxes[keep], (height, width), transform.padded(height, width)
 
 
 def anchor_regime(json_path: str | Path, transform: InputTransform, strides: Sequence[int], *,
@@ -150,7 +166,7 @@ def anchor_regime(json_path: str | Path, transform: InputTransform, strides: Seq
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     per_level, heights, sizes, images = [], [], set(), 0
-    for boxes, size, padded in transformed_person_boxes(json_path, transform):
+    for _, boxes, size, padded in transformed_person_boxes(json_path, transform):
         images += 1
         sizes.add(size)
         per_level.append(points_inside(boxes, padded, strides, margin=margin))
@@ -167,6 +183,25 @@ def anchor_regime(json_path: str | Path, transform: InputTransform, strides: Seq
         median_height=float(np.median(height)),
         mean_points_per_level=[float(v) for v in counts.mean(axis=0)],
         input_sizes=sorted(sizes))
+
+
+def person_points(json_path: str | Path, transform: InputTransform, strides: Sequence[int], *,
+                  margin: float = INSIDE_MARGIN) -> "pandas.DataFrame":
+    """One row per valid person of ``json_path`` after the transform: ``image_id``,
+    ``height`` (input px), ``points_s<stride>`` per level and ``points`` in all."""
+    import pandas as pd
+
+    frames = []
+    for image_id, boxes, _, padded in transformed_person_boxes(json_path, transform):
+        counts = points_inside(boxes, padded, strides, margin=margin)
+        frame = pd.DataFrame(counts, columns=[f"points_s{int(s)}" for s in strides])
+        frame.insert(0, "height", boxes[:, 3] - boxes[:, 1])
+        frame.insert(0, "image_id", image_id)
+        frame["points"] = counts.sum(axis=1)
+        frames.append(frame)
+    if not frames:
+        raise DataError(json_path, "no images")
+    return pd.concat(frames, ignore_index=True)
 
 
 # ------------------------------------------------------------------ the model pass
@@ -284,3 +319,58 @@ def positives_outside(checkpoint: str | Path, json_path: str | Path, input_cfg: 
         entry["share_outside"] = entry["outside"] / entry["positives"] if entry["positives"] else 0.0
     return OutsideStats(gts=gts, positives=positives, outside=outside, by_height=bins,
                         gts_below_k_inside=below_k, k=k)
+
+
+# ------------------------------------------------------------------ the command
+# (its options: lla.analysis.commands, which loads without torch)
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    profile = selected_profile(params, args.profile)
+    json_path = args.data or layout.converted_json(params, profile, args.dataset, args.split)
+    if not Path(json_path).is_file():
+        raise DataError(json_path, "dataset json not found (--data, or convert the profile's data)")
+    for option, value in (("--k", args.k), ("--max-images", args.max_images),
+                          ("--batch-size", args.batch_size), ("--min-size", args.min_size),
+                          ("--max-size", args.max_size)):
+        if value is not None and value < 1:
+            raise DataError(args.params, f"{option} must be >= 1, got {value}")
+    if args.strides is not None and min(args.strides) < 1:
+        raise DataError(args.params, f"--strides must be >= 1, got {args.strides}")
+    input_cfg, models = section(params, "input", profile), section(params, "models", profile)
+    try:
+        transform = InputTransform(args.min_size or int(input_cfg["min_size"]),
+                                   args.max_size or int(input_cfg["max_size"]),
+                                   int(models["input"]["size_divisibility"]))
+    except ValueError as e:
+        raise DataError(args.params, f"input transform: {e}") from None
+    strides = [int(s) for s in (args.strides or models["strides"])]
+    k = DEFAULT_K if args.k is None else args.k
+    stats = anchor_regime(json_path, transform, strides, k=k)
+    outside = None
+    if args.checkpoint is not None:
+        if not args.checkpoint.is_file():
+            raise DataError(args.checkpoint, "checkpoint not found")
+        from lla.engine import checkpoint as ckpt  # imports torch: only with a checkpoint
+
+        checkpoint_input = ckpt.load_checkpoint(args.checkpoint)["config"]["input"]
+        outside = positives_outside(args.checkpoint, json_path, checkpoint_input,
+                                    max_images=args.max_images, batch_size=args.batch_size,
+                                    k=k).to_dict()
+    if args.per_person is not None:
+        frame = person_points(json_path, transform, strides)
+        with atomic_path(args.per_person) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.2f")
+    result = {"regime": stats.to_dict(), "positives_outside": outside,
+              "input": {"min_size": transform.min_size, "max_size": transform.max_size,
+                        "size_divisibility": transform.size_divisibility},
+              "strides": strides, "json": str(json_path), "profile": profile,
+              "split": None if args.data else args.split,
+              "checkpoint": None if args.checkpoint is None else str(args.checkpoint)}
+    atomic_write_json(args.out, result, indent=1)
+    logger.info("%d persons: median %g points inside (25th pct %g), %.1f %% below K = %d%s -> %s",
+                stats.persons, stats.median_points, stats.p25_points, 100 * stats.share_below_k,
+                k, "" if outside is None else
+                f"; {100 * outside['share_outside']:.1f} % of the positives outside their person",
+                args.out)
+    return 0

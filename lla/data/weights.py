@@ -10,7 +10,7 @@ connection, verified, recorded in ``<dir>/download_manifest.json`` so a verified
 read again).
 
 :func:`resolve` turns ``weights: imagenet`` into the path of that file when an experiment is
-resolved, so a training job only reads a local file and never goes online. The pipeline
+resolved (and the tiny body's ``weights: pretrain`` into the file ``lla pretrain`` writes), so a training job only reads a local file and never goes online. The pipeline
 fetches the files the profile's experiments need in a local step before any training job
 (``workflow/rules/data.smk``); where that machine is offline too, one message names the file,
 its URL and the directory to put it in, and the command exits with status 1.
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lla import layout, options
+from lla.config import selected_profile
 from lla.data.download import (FileSpec, Manifest, MissingFile, TransferSettings,
                                ensure_file, format_missing)
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: the params.yaml value of ``backbone.weights`` that names torchvision's ImageNet weights
 IMAGENET = "imagenet"
+#: the params.yaml value of the tiny body's ``backbone.weights`` that names the body
+#: ``lla pretrain`` writes for the profile and depth (the CPU profiles' stand-in for ImageNet)
+PRETRAIN = "pretrain"
 #: backbone name -> depth of the ResNets with ImageNet weights
 BACKBONES = {"resnet50": 50, "resnet101": 101}
 #: torch.hub's file names: ``<name>-<first hex digits of the sha256>.<ext>``
@@ -79,25 +83,35 @@ def imagenet_path(params: dict[str, Any], depth: int) -> Path:
     return layout.pretrained_weights(params, imagenet_file(depth).name)
 
 
-def resolve(params: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
-    """``model`` (a resolved detector config) with ``backbone.weights: imagenet`` replaced by
-    the local file of its ResNet depth; any other config is returned unchanged."""
+def resolve(params: dict[str, Any], model: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+    """``model`` (a resolved detector config of ``profile``, default: params' profile) with its backbone's keyword
+    weights replaced by a local file: ``imagenet`` on a ResNet by torchvision's file of its
+    depth (:func:`imagenet_path`); ``pretrain`` on the tiny body by the body that
+    ``lla pretrain --profile <profile> --depth <depth>`` writes (:func:`lla.layout.pretrained_body`).
+    Any other config is returned unchanged."""
     backbone = model.get("backbone") or {}
-    if backbone.get("weights") != IMAGENET or not str(backbone.get("name", "")).startswith("resnet"):
+    weights, name = backbone.get("weights"), str(backbone.get("name", ""))
+    if weights == IMAGENET and name.startswith("resnet"):
+        depth = int(backbone.get("depth", 50)) if name == "resnet" else int(name[len("resnet"):])
+        path = imagenet_path(params, depth)
+    elif weights == PRETRAIN and name == "tiny":
+        profile = selected_profile(params, profile)
+        path = layout.pretrained_body(profile, int(backbone.get("depth", 50)))
+    else:
         return model
-    name = backbone["name"]
-    depth = int(backbone.get("depth", 50)) if name == "resnet" else int(name[len("resnet"):])
     resolved = copy.deepcopy(model)
-    resolved["backbone"]["weights"] = str(imagenet_path(params, depth))
+    resolved["backbone"]["weights"] = str(path)
     return resolved
 
 
 def pretrained_file(model: dict[str, Any]) -> str | None:
-    """The weights file a ResNet backbone of a resolved model starts from (None: from scratch)."""
+    """The weights file the backbone of a resolved model starts from (None: from scratch):
+    a ResNet's ImageNet or own file, or the tiny body's file of its depth."""
     backbone = model.get("backbone") or {}
-    if not str(backbone.get("name", "")).startswith("resnet"):
-        return None
-    return backbone.get("weights") or None
+    weights = backbone.get("weights")
+    if isinstance(weights, dict):  # the tiny body: one file per backbone depth
+        weights = weights.get(int(backbone.get("depth", 50)))
+    return str(weights) if weights else None
 
 
 def fetch(files: list[FileSpec], directory: Path, settings: TransferSettings = TransferSettings(),

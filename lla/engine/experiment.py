@@ -86,7 +86,7 @@ def resolve_experiment(params: dict[str, Any], name: str, profile: str) -> Exper
     spec = experiments[experiment]  # validated with params (lla.config.validate_params)
     model = deep_merge(resolve_variant(params, spec["model"], profile),
                        spec.get("model_overrides") or {})
-    model = pretrained.resolve(params, model)   # `weights: imagenet` -> the local file
+    model = pretrained.resolve(params, model, profile)  # imagenet / pretrain -> the local file
     train = deep_merge(section(params, "train", profile), spec.get("train") or {})
     seed = int(spec.get("seed", train.get("seed", 0))) if run_seed is None else run_seed
     train["seed"] = seed

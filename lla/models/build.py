@@ -31,7 +31,7 @@ from lla.models.postprocess import PostprocessConfig
 def build_detector(params: dict[str, Any], variant: str, profile: str | None = None) -> DenseDetector:
     """Build the detector ``variant`` with the settings of ``profile`` (untrained; ImageNet
     weights are read from their local file, :mod:`lla.data.weights`)."""
-    cfg = pretrained.resolve(params, resolve_variant(params, variant, profile))
+    cfg = pretrained.resolve(params, resolve_variant(params, variant, profile), profile)
     record = f"models.variants.{variant}"
     try:
         return detector_from_config(cfg)

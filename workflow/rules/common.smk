@@ -78,16 +78,21 @@ def experiment_json(run, profile, split):
 
 
 def pretrained_weights(run, profile):
-    """The weights file a run's backbone starts from (`weights: imagenet`: torchvision's file
-    under <data_root>/pretrained, lla.data.weights); none when it trains from scratch."""
+    """The weights file a run's backbone starts from: `weights: imagenet`, torchvision's file
+    under <data_root>/pretrained (lla.data.weights, fetched by the data rules); `weights:
+    pretrain`, the tiny body of rule pretrain; none when it trains from scratch."""
     path = lla_weights.pretrained_file(resolve_experiment(config, run, profile).model)
     return [] if path is None else [path]
 
 
 def profile_pretrained_weights(profile):
-    """Every weights file the runs of ``profile`` start from: part of the `data` target, so
-    that what the training jobs read is fetched (and versioned by DVC's data stage) first."""
-    return sorted({path for run in table_runs(profile) for path in pretrained_weights(run, profile)})
+    """Every downloaded weights file (under <data_root>/pretrained) the runs of ``profile``
+    start from: part of the `data` target, so that what the training jobs read is fetched
+    (and versioned by DVC's data stage) first. The pretrained tiny bodies are made by the
+    `all` target's rule pretrain instead."""
+    downloads = layout.pretrained_dir(config).resolve()
+    return sorted({path for run in table_runs(profile) for path in pretrained_weights(run, profile)
+                   if Path(path).resolve().is_relative_to(downloads)})
 
 
 # --- resources (portable names; the slurm profile maps them to sbatch options) ---------

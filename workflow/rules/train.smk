@@ -12,7 +12,8 @@ rule train:
     input:
         train=lambda wc: experiment_json(wc.experiment, wc.profile, "train"),
         val=lambda wc: experiment_json(wc.experiment, wc.profile, "val"),
-        # ImageNet weights: fetched by a local job before any training job reads them
+        # the backbone's starting weights: ImageNet (fetched by a local job, data.smk) or
+        # the CPU profiles' pretrained tiny body (rule pretrain)
         pretrained=lambda wc: pretrained_weights(wc.experiment, wc.profile),
     output:
         checkpoint=layout.final_checkpoint("{profile}", "{experiment}"),
@@ -35,3 +36,30 @@ rule train:
         " --profile {wildcards.profile} --data {input.train} --out-dir {params.out_dir}"
         " --infer-out {output.detections} --infer-data {input.val} --on-diverge record"
         " > {log} 2>&1"
+
+
+rule pretrain:
+    """The CPU profiles' stand-in for ImageNet: `lla pretrain` trains the tiny backbone body
+    of one depth on person / background crops of the crowdhuman training split, once per
+    profile; every run whose backbone has `weights: pretrain` starts from it."""
+    input:
+        train=lambda wc: str(layout.converted_json(config, wc.profile, "crowdhuman", "train")),
+        val=lambda wc: str(layout.converted_json(config, wc.profile, "crowdhuman", "val")),
+    output:
+        layout.pretrained_body("{profile}", "{depth}"),
+    wildcard_constraints:
+        depth="50|101",
+    log:
+        layout.log("{profile}", "pretrain", "body_r{depth}"),
+    params:
+        # the pretrain block and the body's config: editing either reruns the job
+        settings=lambda wc: lla_config.section(config, "pretrain", wc.profile),
+        backbone=lambda wc: lla_config.section(config, "models", wc.profile)["backbone"],
+    threads: lambda wc: job_threads(wc.profile, "analyze")
+    resources:
+        **job_resources("analyze"),  # one process, like an analysis
+    conda:
+        CONDA_ENV
+    shell:
+        "OMP_NUM_THREADS={threads} lla pretrain --profile {wildcards.profile} --depth {wildcards.depth}"
+        " --data {input.train} --val-data {input.val} --out {output} > {log} 2>&1"
