@@ -126,7 +126,7 @@ def test_empty_site_settings_warn_once_in_the_dry_run(tmp_path):
     result = _snakemake(work, "-n", "all_tables", "--profile", "slurm")
     assert result.returncode == 0, result.stderr[-3000:]
     warnings = WARNING.findall(result.stderr)
-    gpu_jobs = "{train,analyze_aar,analyze_visible,analyze_positives,analyze_levels}"
+    gpu_jobs = "{train,analyze_aar,analyze_visible,analyze_positives,analyze_levels,pretrain}"
     assert warnings == [("slurm/config.yaml",
                          "default-resources.slurm_partition, default-resources.slurm_account, "
                          f"set-resources.{gpu_jobs}.slurm_partition, "

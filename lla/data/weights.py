@@ -10,7 +10,8 @@ connection, verified, recorded in ``<dir>/download_manifest.json`` so a verified
 read again).
 
 :func:`resolve` turns ``weights: imagenet`` into the path of that file when an experiment is
-resolved (and the tiny body's ``weights: pretrain`` into the file ``lla pretrain`` writes), so a training job only reads a local file and never goes online. The pipeline
+resolved (and the tiny body's ``weights: pretrain`` into the file ``lla pretrain`` writes),
+so a training job only reads a local file and never goes online. The pipeline
 fetches the files the profile's experiments need in a local step before any training job
 (``workflow/rules/data.smk``); where that machine is offline too, one message names the file,
 its URL and the directory to put it in, and the command exits with status 1.
@@ -84,11 +85,11 @@ def imagenet_path(params: dict[str, Any], depth: int) -> Path:
 
 
 def resolve(params: dict[str, Any], model: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
-    """``model`` (a resolved detector config of ``profile``, default: params' profile) with its backbone's keyword
-    weights replaced by a local file: ``imagenet`` on a ResNet by torchvision's file of its
-    depth (:func:`imagenet_path`); ``pretrain`` on the tiny body by the body that
-    ``lla pretrain --profile <profile> --depth <depth>`` writes (:func:`lla.layout.pretrained_body`).
-    Any other config is returned unchanged."""
+    """``model`` (a resolved detector config of ``profile``, default: params' profile) with
+    its backbone's keyword weights replaced by a local file: ``imagenet`` on a ResNet by
+    torchvision's file of its depth (:func:`imagenet_path`); ``pretrain`` on the tiny body by
+    the body that ``lla pretrain --profile <profile> --depth <depth>`` writes
+    (:func:`lla.layout.pretrained_body`). Any other config is returned unchanged."""
     backbone = model.get("backbone") or {}
     weights, name = backbone.get("weights"), str(backbone.get("name", ""))
     if weights == IMAGENET and name.startswith("resnet"):
