@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from lla import layout
+from lla.analysis.checkpoint_pass import require_at_least_one
 from lla.assign.geometry import INSIDE_MARGIN   # the in-box test of the assigners
 from lla.assign.lla import DEFAULT_TOPK as DEFAULT_K
 from lla.config import load_params, section, selected_profile
@@ -273,11 +274,13 @@ def count_outside(matched_gt: np.ndarray, anchor_points: np.ndarray, gt_boxes: n
             np.bincount(gt[~inside], minlength=num_gts).astype(np.int64))
 
 
-def positives_outside(checkpoint: str | Path, json_path: str | Path, input_cfg: dict[str, Any], *,
-                      max_images: int | None = None, batch_size: int = 2, k: int = DEFAULT_K,
+def positives_outside(checkpoint: str | Path, json_path: str | Path,
+                      input_cfg: dict[str, Any] | None = None, *, max_images: int | None = None,
+                      batch_size: int = 2, k: int = DEFAULT_K,
                       edges: Sequence[float] = HEIGHT_EDGES) -> OutsideStats:
     """:class:`OutsideStats` of a checkpoint's assigner over the first ``max_images`` images
-    of ``json_path`` under the input block ``input_cfg`` (min_size, max_size, flip_prob)."""
+    of ``json_path`` under the input block ``input_cfg`` (min_size, max_size, flip_prob;
+    default: the checkpoint's own, the input it trained with)."""
     import torch
 
     from lla.analysis.checkpoint_pass import assigned_images, load_run_model
@@ -285,7 +288,8 @@ def positives_outside(checkpoint: str | Path, json_path: str | Path, input_cfg: 
     from lla.engine import checkpoint as ckpt
 
     model, exp = load_run_model(ckpt.load_checkpoint(checkpoint))
-    dataset = CrowdDataset.from_config(json_path, input_cfg, train=False)
+    dataset = CrowdDataset.from_config(json_path, exp.input if input_cfg is None else input_cfg,
+                                       train=False)
     count = len(dataset) if max_images is None else min(max_images, len(dataset))
     strides = [int(s) for s in exp.model["strides"]]
     divisibility = int(exp.model["input"]["size_divisibility"])
@@ -330,11 +334,9 @@ def run(args: argparse.Namespace) -> int:
     json_path = args.data or layout.converted_json(params, profile, args.dataset, args.split)
     if not Path(json_path).is_file():
         raise DataError(json_path, "dataset json not found (--data, or convert the profile's data)")
-    for option, value in (("--k", args.k), ("--max-images", args.max_images),
-                          ("--batch-size", args.batch_size), ("--min-size", args.min_size),
-                          ("--max-size", args.max_size)):
-        if value is not None and value < 1:
-            raise DataError(args.params, f"{option} must be >= 1, got {value}")
+    require_at_least_one(args.params, {"--k": args.k, "--max-images": args.max_images,
+                                       "--batch-size": args.batch_size,
+                                       "--min-size": args.min_size, "--max-size": args.max_size})
     if args.strides is not None and min(args.strides) < 1:
         raise DataError(args.params, f"--strides must be >= 1, got {args.strides}")
     input_cfg, models = section(params, "input", profile), section(params, "models", profile)
@@ -351,12 +353,8 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         if not args.checkpoint.is_file():
             raise DataError(args.checkpoint, "checkpoint not found")
-        from lla.engine import checkpoint as ckpt  # imports torch: only with a checkpoint
-
-        checkpoint_input = ckpt.load_checkpoint(args.checkpoint)["config"]["input"]
-        outside = positives_outside(args.checkpoint, json_path, checkpoint_input,
-                                    max_images=args.max_images, batch_size=args.batch_size,
-                                    k=k).to_dict()
+        outside = positives_outside(args.checkpoint, json_path, max_images=args.max_images,
+                                    batch_size=args.batch_size, k=k).to_dict()
     if args.per_person is not None:
         frame = person_points(json_path, transform, strides)
         with atomic_path(args.per_person) as tmp:
